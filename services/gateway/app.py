@@ -1,0 +1,57 @@
+"""The gateway's app factory: `uvicorn services.gateway.app:create_app --factory`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from lookalike import __version__
+from lookalike.config import Settings, get_settings
+from lookalike.runtime import build_runtime
+from services.gateway import errors
+from services.gateway.limits import BodyLimitMiddleware
+from services.gateway.routes import diagnose, health, members
+
+STATIC = Path(__file__).parent / "static"
+# Multipart framing around the image: the cap on the whole body is a little above the cap on the image.
+MULTIPART_OVERHEAD = 64 * 1024
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = build_runtime(settings)
+        app.state.runtime = runtime
+        # Load the models before the first request instead of during it.
+        await runtime.runner.warm_up()
+        log.info("lookalike %s ready: pack %s", __version__, runtime.context.pipeline.pack_name)
+        yield
+        await runtime.runner.close()
+
+    app = FastAPI(
+        title="lookalike",
+        version=__version__,
+        description="Which gallery members does each face in a photo resemble, and how much - or nobody.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    errors.install(app)
+    app.include_router(diagnose.router)
+    app.include_router(members.router)
+    app.include_router(health.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return app

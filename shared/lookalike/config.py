@@ -1,0 +1,89 @@
+"""Settings, read once from the environment (prefix LOOKALIKE_).
+
+The deployment mode follows from the URLs given: no broker URL means embedded (in-process worker pool).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    # Empty means SQLite at <data_dir>/lookalike.db.
+    database_url: str = ""
+    broker_url: str = ""
+
+    model_pack: str = "buffalo_s"
+    # Where insightface's model store keeps downloaded packs (buffalo_l); custom packs are any directory.
+    model_root: Path = Path("~/.insightface").expanduser()
+    # Empty: choose from what ONNX Runtime reports (CUDA first, then CPU).
+    providers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Threads per ONNX Runtime session on CPU; 0 lets ORT decide. One thread per worker avoids spin contention.
+    ort_threads: int = 1
+    workers: int = 2
+
+    det_size: int = 640
+    # Second, larger pass used only when a photo shows small faces (crowds).
+    large_det_size: int = 1280
+    det_threshold: float = 0.5
+    # Faces smaller than this (shorter box side, px in the original photo) are reported but not matched.
+    min_face_px: int = 20
+    max_faces: int = 20
+    embed_batch: int = 32
+
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+
+    top_members: int = 3
+    # Per-member score: mean of the member's best k photo similarities.
+    member_top_k: int = 3
+    # Share of strangers allowed to be called a match when calibrating the threshold.
+    target_fmr: float = 0.001
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    job_timeout_s: float = 60.0
+    # How long a diagnose result (boxes and member scores, no image, no embedding) is kept.
+    result_ttl_s: int = 3600
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # psycopg 3 is the driver we ship; plain postgresql:// URLs name it implicitly.
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            return url
+        return f"sqlite:///{(self.data_dir / 'lookalike.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def photo_dir(self) -> Path:
+        return self.data_dir / "photos"
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.broker_url)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,99 @@
+"""Per-gallery calibration: the match threshold and the resemblance mapping, from the gallery itself.
+
+Strangers of the gallery's own demographic score much higher than others (an East Asian stranger against an
+East Asian gallery), so one global threshold is wrong. Each member in turn plays the stranger: their photos are
+scored against every other member (leave-one-member-out), which gives impostor scores that look like the
+gallery's own people. The threshold is the (1 - target_fmr) quantile of the best impostor score per photo
+(empirical, or from a normal fit of their tail where there are too few to see it).
+Genuine scores (each photo against the rest of its own member) anchor the top of the resemblance scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+from lookalike.index.scoring import IntArray, member_scores
+from lookalike.pipeline.types import FloatArray
+
+# Used only when a gallery has too few members to score strangers against (fewer than two).
+FALLBACK_THRESHOLD = 0.35
+PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float
+    target_fmr: float
+    impostor: dict[str, float]
+    genuine: dict[str, float]
+    n_impostor: int
+    n_genuine: int
+    # Similarity -> resemblance % anchors (monotone, piecewise linear); see README "Resemblance".
+    anchors: list[tuple[float, float]]
+
+    def resemblance(self, similarity: float) -> float:
+        xs, ys = zip(*self.anchors, strict=True)
+        return round(float(np.interp(similarity, xs, ys)), 1)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Calibration:
+        values = dict(data)
+        values["anchors"] = [tuple(a) for a in values["anchors"]]  # type: ignore[attr-defined]
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _percentiles(values: FloatArray) -> dict[str, float]:
+    if values.size == 0:
+        return {}
+    return {f"p{p}": round(float(np.percentile(values, p)), 4) for p in PERCENTILES}
+
+
+def resemblance_anchors(threshold: float, impostor_median: float, genuine_median: float) -> list[tuple[float, float]]:
+    """0% at similarity 0, 25% at the typical stranger, 50% at the threshold, 90% at the typical same-person
+    score, 100% at 1. Anchors are forced increasing so the mapping stays monotone on odd galleries."""
+    imp = min(max(impostor_median, 0.01), threshold - 0.01)
+    gen = max(genuine_median, threshold + 0.05)
+    return [(-1.0, 0.0), (0.0, 0.0), (imp, 25.0), (threshold, 50.0), (min(gen, 0.99), 90.0), (1.0, 100.0)]
+
+
+def calibrate(embeddings: FloatArray, members: IntArray, *, k: int, target_fmr: float) -> Calibration:
+    impostor: list[float] = []
+    genuine: list[float] = []
+    unique = np.unique(members)
+    sims_all = embeddings @ embeddings.T if len(embeddings) <= 8192 else None
+    for i in range(len(embeddings)):
+        sims = sims_all[i] if sims_all is not None else embeddings @ embeddings[i]
+        others = np.arange(len(embeddings)) != i
+        ids, scores, _ = member_scores(sims[others], members[others], k=k)
+        own = ids == members[i]
+        if own.any():
+            genuine.append(float(scores[own][0]))
+        if (~own).any():
+            impostor.append(float(scores[~own][0]))
+    imp = np.asarray(impostor, dtype=np.float32)
+    gen = np.asarray(genuine, dtype=np.float32)
+    if len(unique) < 2 or imp.size == 0:
+        threshold = FALLBACK_THRESHOLD
+    else:
+        # 'higher' never interpolates below an observed impostor: with few samples this is their maximum. A small
+        # gallery has too few impostor scores to see its tail, so a normal fit extrapolates it as well.
+        empirical = float(np.quantile(imp, 1.0 - target_fmr, method="higher"))
+        fitted = float(imp.mean() + NormalDist().inv_cdf(1.0 - target_fmr) * imp.std())
+        threshold = max(empirical, fitted)
+    imp_med = float(np.median(imp)) if imp.size else threshold - 0.15
+    gen_med = float(np.median(gen)) if gen.size else threshold + 0.25
+    return Calibration(
+        threshold=round(threshold, 4),
+        target_fmr=target_fmr,
+        impostor=_percentiles(imp),
+        genuine=_percentiles(gen),
+        n_impostor=int(imp.size),
+        n_genuine=int(gen.size),
+        anchors=resemblance_anchors(threshold, imp_med, gen_med),
+    )

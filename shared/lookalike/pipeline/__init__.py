@@ -1,0 +1,1 @@
+"""The diagnosis pipeline stages; `pipeline.py` owns their order."""

@@ -1,0 +1,162 @@
+"""Face detection with insightface's SCRFD, plus the retries that find hard faces.
+
+SCRFD sees the photo at two scales: 640 for ordinary photos and 128 for tight crops where the face fills the
+frame. When a photo shows only small faces (a crowd), a larger pass finds the ones 640 pixels cannot resolve.
+When nothing is found at all, padded and rotated copies are tried (tilted selfies beat upright detectors) and
+their boxes are mapped back to the original photo.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from insightface.model_zoo.scrfd import SCRFD
+
+from lookalike.models.sessions import create_session
+from lookalike.pipeline.types import Detection, FloatArray
+
+UInt8Image = npt.NDArray[np.uint8]
+
+TIGHT_CROP_SIZE = 128
+# Faces narrower than this at the primary scale are close to SCRFD's smallest anchor: look again, larger.
+SMALL_FACE_PX = 32
+# In-plane rotations tried, in order, when the upright photo shows no face.
+RETRY_ANGLES = (30.0, -30.0, 90.0, -90.0, 180.0)
+
+
+class FaceDetector:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        providers: Sequence[str],
+        threads: int,
+        det_size: int = 640,
+        large_size: int = 1280,
+        threshold: float = 0.5,
+    ) -> None:
+        session = create_session(model_path, providers=providers, threads=threads)
+        self._scrfd = SCRFD(model_file=str(model_path), session=session)
+        self._scrfd.nms_thresh = 0.4
+        self.det_size = det_size
+        self.large_size = large_size
+        self.threshold = threshold
+        # SCRFD keeps an anchor cache dict that is not safe to fill from several threads at once.
+        self._lock = threading.Lock()
+
+    def detect(self, rgb: UInt8Image, *, retry: bool = True) -> list[Detection]:
+        found = self._detect_upright(rgb)
+        if found or not retry:
+            return found
+        return self._detect_transformed(rgb)
+
+    def _run(self, bgr: UInt8Image, sizes: list[tuple[int, int]]) -> list[Detection]:
+        with self._lock:
+            boxes, kps = self._scrfd.detect(bgr, input_size=sizes, det_thresh=self.threshold)
+        return [
+            Detection(
+                box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+                score=float(b[4]),
+                landmarks=np.asarray(k, dtype=np.float32),
+            )
+            for b, k in zip(boxes, kps, strict=True)
+        ]
+
+    def _detect_at(self, rgb: UInt8Image, side: int) -> list[Detection]:
+        """Detect on a copy whose longest side is at most `side`, boxes in `rgb` coordinates."""
+        h, w = rgb.shape[:2]
+        factor = min(1.0, side / max(h, w))
+        small = rgb if factor == 1.0 else cv2.resize(rgb, (round(w * factor), round(h * factor)), cv2.INTER_AREA)
+        bgr = np.ascontiguousarray(small[:, :, ::-1])
+        found = self._run(bgr, [(side, side), (TIGHT_CROP_SIZE, TIGHT_CROP_SIZE)])
+        return [d.scaled(1.0 / factor) for d in found] if factor != 1.0 else found
+
+    def _detect_upright(self, rgb: UInt8Image) -> list[Detection]:
+        found = self._detect_at(rgb, self.det_size)
+        longest = max(rgb.shape[:2])
+        scale_at_primary = min(1.0, self.det_size / longest)
+        if longest > self.det_size and any(min(d.width, d.height) * scale_at_primary < SMALL_FACE_PX for d in found):
+            found = _merge(found, self._detect_at(rgb, min(self.large_size, longest)))
+        return found
+
+    def _detect_transformed(self, rgb: UInt8Image) -> list[Detection]:
+        h, w = rgb.shape[:2]
+        # Pad by a quarter on each side: a face cut by the frame edge gets context back.
+        pad = max(h, w) // 4
+        padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        found = self._detect_at(padded, self.det_size)
+        if found:
+            return [_translate(d, -pad, -pad, w, h) for d in found]
+        for angle in RETRY_ANGLES:
+            rotated, inverse = _rotate(padded, angle)
+            found = self._detect_at(rotated, self.det_size)
+            if found:
+                return [_translate(_apply_affine(d, inverse), -pad, -pad, w, h) for d in found]
+        return []
+
+
+def _merge(first: list[Detection], second: list[Detection], iou_limit: float = 0.4) -> list[Detection]:
+    merged = sorted(first + second, key=lambda d: -d.score)
+    kept: list[Detection] = []
+    for d in merged:
+        if all(_iou(d, k) < iou_limit for k in kept):
+            kept.append(d)
+    return kept
+
+
+def _iou(a: Detection, b: Detection) -> float:
+    x1, y1 = max(a.box[0], b.box[0]), max(a.box[1], b.box[1])
+    x2, y2 = min(a.box[2], b.box[2]), min(a.box[3], b.box[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _rotate(rgb: UInt8Image, angle: float) -> tuple[UInt8Image, FloatArray]:
+    """Rotate about the centre on a canvas big enough to keep every pixel; returns the image and the
+    2x3 affine that maps rotated coordinates back to `rgb`."""
+    h, w = rgb.shape[:2]
+    forward = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    cos, sin = abs(forward[0, 0]), abs(forward[0, 1])
+    nw, nh = int(h * sin + w * cos), int(h * cos + w * sin)
+    forward[0, 2] += nw / 2 - w / 2
+    forward[1, 2] += nh / 2 - h / 2
+    rotated = cv2.warpAffine(rgb, forward, (nw, nh), borderValue=(0, 0, 0))
+    return np.asarray(rotated, dtype=np.uint8), cv2.invertAffineTransform(forward).astype(np.float32)
+
+
+def _apply_affine(d: Detection, m: FloatArray) -> Detection:
+    x1, y1, x2, y2 = d.box
+    corners = np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]], dtype=np.float32)
+    mapped = corners @ m[:, :2].T + m[:, 2]
+    landmarks = d.landmarks @ m[:, :2].T + m[:, 2]
+    return Detection(
+        box=(
+            float(mapped[:, 0].min()),
+            float(mapped[:, 1].min()),
+            float(mapped[:, 0].max()),
+            float(mapped[:, 1].max()),
+        ),
+        score=d.score,
+        landmarks=landmarks.astype(np.float32),
+    )
+
+
+def _translate(d: Detection, dx: float, dy: float, width: int, height: int) -> Detection:
+    """Shift into the unpadded photo, clipping the box to its frame (landmarks may lie outside)."""
+    x1, y1, x2, y2 = d.box
+    return Detection(
+        box=(
+            min(max(x1 + dx, 0.0), width),
+            min(max(y1 + dy, 0.0), height),
+            min(max(x2 + dx, 0.0), width),
+            min(max(y2 + dy, 0.0), height),
+        ),
+        score=d.score,
+        landmarks=(d.landmarks + np.array([dx, dy], dtype=np.float32)).astype(np.float32),
+    )

@@ -1,0 +1,172 @@
+"""The one place the stage order lives: decode -> detect -> align -> embed -> match."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lookalike.config import Settings
+from lookalike.errors import NoFace
+from lookalike.imaging import DecodedImage, decode_image
+from lookalike.index.gallery import GalleryIndex, MemberScore
+from lookalike.models.packs import ModelPack, resolve_pack, verify_pack
+from lookalike.models.sessions import choose_providers
+from lookalike.pipeline.aligner import align
+from lookalike.pipeline.detector import FaceDetector, UInt8Image
+from lookalike.pipeline.embedder import FaceEmbedder
+from lookalike.pipeline.types import Detection, FloatArray
+from lookalike.schemas import DiagnoseResult, FaceResult, ImageInfo, MemberMatch
+
+
+@dataclass(frozen=True)
+class AnalyzedFace:
+    detection: Detection  # in the coordinates of the original (full-size, upright) photo
+    embedding: FloatArray
+
+
+class Pipeline:
+    """Loads its models lazily, once, under a lock; safe to share between worker threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._pack: ModelPack | None = None
+        self._detector: FaceDetector | None = None
+        self._embedder: FaceEmbedder | None = None
+
+    @property
+    def pack(self) -> ModelPack:
+        if self._pack is None:
+            s = self.settings
+            self._pack = resolve_pack(s.model_pack, model_root=s.model_root)
+        return self._pack
+
+    @property
+    def pack_name(self) -> str:
+        return self.pack.name
+
+    @property
+    def loaded(self) -> bool:
+        return self._detector is not None and self._embedder is not None
+
+    def load(self) -> tuple[FaceDetector, FaceEmbedder]:
+        if self._detector is None or self._embedder is None:
+            with self._lock:
+                if self._detector is None or self._embedder is None:
+                    s = self.settings
+                    pack = self.pack
+                    verify_pack(pack)
+                    providers = choose_providers(s.providers)
+                    self._embedder = FaceEmbedder(
+                        pack.embedder, providers=providers, threads=s.ort_threads, batch=s.embed_batch
+                    )
+                    self._detector = FaceDetector(
+                        pack.detector,
+                        providers=providers,
+                        threads=s.ort_threads,
+                        det_size=s.det_size,
+                        large_size=s.large_det_size,
+                        threshold=s.det_threshold,
+                    )
+        return self._detector, self._embedder
+
+    def decode(self, data: bytes) -> DecodedImage:
+        # Detection runs at det_size; twice that keeps enough pixels for small faces and for alignment.
+        return decode_image(data, max_pixels=self.settings.max_pixels, max_side=2 * self.settings.large_det_size)
+
+    def analyze(self, image: DecodedImage, *, timings: dict[str, float] | None = None) -> list[AnalyzedFace]:
+        """Detect, align and embed every face (at most max_faces, largest first)."""
+        detector, embedder = self.load()
+        t = time.perf_counter()
+        found = detector.detect(image.rgb)
+        found = sorted(found, key=lambda d: -d.width * d.height)[: self.settings.max_faces]
+        t_det = time.perf_counter()
+        crops = [align(image.rgb, d.landmarks) for d in found]
+        t_align = time.perf_counter()
+        embeddings = embedder.embed(crops)
+        t_embed = time.perf_counter()
+        if timings is not None:
+            timings["detect"] = (t_det - t) * 1000
+            timings["align"] = (t_align - t_det) * 1000
+            timings["embed"] = (t_embed - t_align) * 1000
+        back = 1.0 / image.scale
+        return [AnalyzedFace(d.scaled(back) if back != 1.0 else d, e) for d, e in zip(found, embeddings, strict=True)]
+
+    def embed_crops(self, crops: Sequence[UInt8Image]) -> FloatArray:
+        return self.load()[1].embed(crops)
+
+    def diagnose(self, data: bytes, *, galleries: Sequence[GalleryIndex]) -> DiagnoseResult:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        image = self.decode(data)
+        timings["decode"] = (time.perf_counter() - t0) * 1000
+        faces = self.analyze(image, timings=timings)
+        if not faces:
+            raise NoFace("no face was found in the photo")
+        t_match = time.perf_counter()
+        queries = np.stack([f.embedding for f in faces])
+        top = self.settings.top_members
+        ranked = merge_rankings([g.rank(queries, top=top) for g in galleries], top=top)
+        thresholds = {g.group: g for g in galleries}
+        results = [
+            face_result(f, scores, thresholds, min_face_px=self.settings.min_face_px)
+            for f, scores in zip(faces, ranked, strict=True)
+        ]
+        timings["match"] = (time.perf_counter() - t_match) * 1000
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return DiagnoseResult(
+            faces=results,
+            image=ImageInfo(width=image.original_size[0], height=image.original_size[1], format=image.format.value),
+            model_pack=self.pack_name,
+            index_versions={g.group: g.version_id for g in galleries},
+            timings_ms={k: round(v, 2) for k, v in timings.items()},
+        )
+
+
+def merge_rankings(per_gallery: list[list[list[MemberScore]]], *, top: int) -> list[list[MemberScore]]:
+    """Per face, the members of all galleries ranked together by similarity."""
+    if not per_gallery:
+        return []
+    merged: list[list[MemberScore]] = []
+    for face_lists in zip(*per_gallery, strict=True):
+        combined = [s for lst in face_lists for s in lst]
+        merged.append(sorted(combined, key=lambda s: -s.similarity)[:top])
+    return merged
+
+
+def face_result(
+    face: AnalyzedFace, scores: list[MemberScore], galleries: dict[str, GalleryIndex], *, min_face_px: int
+) -> FaceResult:
+    d = face.detection
+    warnings = ["small_face"] if min(d.width, d.height) < min_face_px else []
+    best = scores[0] if scores else None
+    gallery = galleries[best.member.group] if best else None
+    verdict = "match" if best and gallery and best.similarity >= gallery.threshold else "no_match"
+    genuine_median = gallery.calibration.genuine.get("p50") if gallery else None
+    return FaceResult(
+        box=[round(v, 1) for v in d.box],
+        det_score=round(d.score, 4),
+        landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in d.landmarks],
+        verdict=verdict,
+        threshold=gallery.threshold if gallery else None,
+        margin=round(scores[0].similarity - scores[1].similarity, 4) if len(scores) > 1 else None,
+        same_person_likely=bool(best and genuine_median is not None and best.similarity >= genuine_median),
+        warnings=warnings,
+        matches=[
+            MemberMatch(
+                member_id=s.member.id,
+                slug=s.member.slug,
+                name=s.member.name,
+                group=s.member.group,
+                similarity=s.similarity,
+                resemblance=s.resemblance,
+                closest_photo_id=s.closest_photo_id,
+                photo_url=f"/members/{s.member.id}/photos/{s.closest_photo_id}",
+            )
+            for s in scores
+        ],
+    )

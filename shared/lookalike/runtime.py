@@ -1,0 +1,33 @@
+"""The one place that decides how this process runs: which database, which runner, which models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lookalike.config import Settings
+from lookalike.db.migrate import upgrade
+from lookalike.index.registry import IndexRegistry
+from lookalike.jobs.functions import JobContext
+from lookalike.jobs.runner import InlineRunner, Runner
+from lookalike.pipeline.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    context: JobContext
+    runner: Runner
+
+
+def build_context(settings: Settings) -> JobContext:
+    pipeline = Pipeline(settings)
+    return JobContext(settings=settings, pipeline=pipeline, registry=IndexRegistry(settings, pipeline.pack_name))
+
+
+def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
+    if settings.distributed:
+        raise NotImplementedError("the Celery runner arrives with the distributed mode; unset LOOKALIKE_BROKER_URL")
+    if migrate:
+        upgrade(settings.sqlalchemy_url)
+    context = build_context(settings)
+    return Runtime(settings=settings, context=context, runner=InlineRunner(context))
