@@ -1,0 +1,1 @@
+"""Services built on the shared `lookalike` package: gateway, worker, ingest."""

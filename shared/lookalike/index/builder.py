@@ -57,7 +57,8 @@ def reindex_group(settings: Settings, group_slug: str, *, model_pack: str) -> Bu
         row = session.get_one(repo.IndexVersion, version_id)
         row.n_faces = int(gallery.index.ntotal)
         row.n_members = n_members
-        row.path = str(directory)
+        # Relative to the index dir, so a data dir can be moved or mounted elsewhere.
+        row.path = str(directory.relative_to(settings.index_dir))
         row.sha256 = digest
         row.threshold = calibration.threshold
         row.calibration = calibration.to_dict()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
-
 from lookalike.config import Settings
 from lookalike.db import repository as repo
 from lookalike.db.engine import session_scope
@@ -37,7 +35,7 @@ class IndexRegistry:
             for group, (version_id, path) in active.items():
                 current = loaded.get(group)
                 if current is None or current.version_id != version_id:
-                    loaded[group] = store.load(Path(path))
+                    loaded[group] = store.load(self.settings.index_dir / path)
                     log.info("serving index version %s of group %s", version_id, group)
             for group in set(loaded) - set(active):
                 del loaded[group]

@@ -46,7 +46,10 @@ class InlineRunner:
         return result
 
     async def warm_up(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self.ctx.pipeline.load)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self.ctx.pipeline.load)
+        await loop.run_in_executor(self._pool, purge_finished_jobs, self.ctx.settings)
+        self._last_purge = time.monotonic()
 
     async def close(self) -> None:
         self._pool.shutdown(wait=True)
