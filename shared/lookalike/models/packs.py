@@ -95,7 +95,10 @@ def _classify_dir(directory: Path) -> ModelPack:
     detector: Path | None = None
     embedder: Path | None = None
     for path in sorted(directory.glob("*.onnx")):
-        graph = onnx.load(str(path), load_external_data=False).graph
+        try:
+            graph = onnx.load(str(path), load_external_data=False).graph
+        except Exception as exc:  # protobuf raises DecodeError, truncated files raise others
+            raise ModelUnavailable(f"{path} is not a readable ONNX model ({type(exc).__name__})") from exc
         dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
         if len(graph.output) >= 5 and detector is None:
             detector = path
