@@ -3,12 +3,13 @@
 SCRFD sees the photo at two scales: 640 for ordinary photos and 128 for tight crops where the face fills the
 frame. When a photo shows only small faces (a crowd), a larger pass finds the ones 640 pixels cannot resolve.
 When nothing is found at all, padded and rotated copies are tried (tilted selfies beat upright detectors) and
-their boxes are mapped back to the original photo.
+their boxes are mapped back to the original photo. SCRFD also "finds" many sideways and upside-down faces, at a
+low score and with the landmarks of an upright face (an alignment that embeds nonsense), so a weak find is checked
+against quarter and half turns of the photo, and a clearly better orientation wins.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,8 +26,13 @@ UInt8Image = npt.NDArray[np.uint8]
 TIGHT_CROP_SIZE = 128
 # Faces narrower than this at the primary scale are close to SCRFD's smallest anchor: look again, larger.
 SMALL_FACE_PX = 32
-# In-plane rotations tried, in order, when the upright photo shows no face.
+# In-plane rotations tried when the upright photo shows no face; the best-scoring one wins.
 RETRY_ANGLES = (30.0, -30.0, 90.0, -90.0, 180.0)
+# Upright finds scoring below this are checked against the other orientations; one of those must beat the
+# upright score by ORIENTATION_MARGIN to replace it (an upright face scores ~0.8-0.9 upright, 0.5-0.75 turned).
+CONFIDENT_SCORE = 0.8
+ORIENTATION_MARGIN = 0.05
+ORIENTATION_ANGLES = (90.0, -90.0, 180.0)
 
 
 class FaceDetector:
@@ -46,18 +52,33 @@ class FaceDetector:
         self.det_size = det_size
         self.large_size = large_size
         self.threshold = threshold
-        # SCRFD keeps an anchor cache dict that is not safe to fill from several threads at once.
-        self._lock = threading.Lock()
 
     def detect(self, rgb: UInt8Image, *, retry: bool = True) -> list[Detection]:
         found = self._detect_upright(rgb)
-        if found or not retry:
+        if not retry:
             return found
+        if found:
+            return self._reorient(rgb, found)
         return self._detect_transformed(rgb)
 
+    def _reorient(self, rgb: UInt8Image, found: list[Detection]) -> list[Detection]:
+        """`found`, or the faces of a quarter/half turn of `rgb` (mapped back) when those score clearly better."""
+        best = max(d.score for d in found)
+        if best >= CONFIDENT_SCORE:
+            return found
+        for angle in ORIENTATION_ANGLES:
+            rotated, inverse = _rotate(rgb, angle)
+            turned = self._detect_at(rotated, self.det_size)
+            top = max((d.score for d in turned), default=0.0)
+            if top >= best + ORIENTATION_MARGIN:
+                best = top
+                found = [_apply_affine(d, inverse) for d in turned]
+        return found
+
     def _run(self, bgr: UInt8Image, sizes: list[tuple[int, int]]) -> list[Detection]:
-        with self._lock:
-            boxes, kps = self._scrfd.detect(bgr, input_size=sizes, det_thresh=self.threshold)
+        # Thread-safe: insightface guards its per-size session pool with a lock, ORT sessions run concurrently,
+        # and its anchor cache only ever gains identical entries.
+        boxes, kps = self._scrfd.detect(bgr, input_size=sizes, det_thresh=self.threshold)
         return [
             Detection(
                 box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
@@ -91,13 +112,19 @@ class FaceDetector:
         padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         found = self._detect_at(padded, self.det_size)
         if found:
-            return [_translate(d, -pad, -pad, w, h) for d in found]
+            return [_translate(d, -pad, -pad, w, h) for d in self._reorient(padded, found)]
+        # Every angle is tried and the best-scoring one wins: the first angle to find anything may have found an
+        # upside-down face at a low score, with landmarks that do not lie on its eyes and mouth.
+        best: list[Detection] = []
+        best_score = 0.0
         for angle in RETRY_ANGLES:
             rotated, inverse = _rotate(padded, angle)
             found = self._detect_at(rotated, self.det_size)
-            if found:
-                return [_translate(_apply_affine(d, inverse), -pad, -pad, w, h) for d in found]
-        return []
+            top = max((d.score for d in found), default=0.0)
+            if top > best_score:
+                best_score = top
+                best = [_translate(_apply_affine(d, inverse), -pad, -pad, w, h) for d in found]
+        return best
 
 
 def _merge(first: list[Detection], second: list[Detection], iou_limit: float = 0.4) -> list[Detection]:
