@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.config import Settings
-from lookalike.errors import ImageError
+from lookalike.errors import ImageError, InvalidParameter, LookalikeError
 from lookalike.index.calibration import calibrate
 from lookalike.index.gallery import GalleryIndex, MemberInfo
 from lookalike.ingest.local import member_folders, photo_files
@@ -95,6 +95,12 @@ def identification(
     probe_emb = embeddings[len(flat) :]
 
     keep = [k for k, e in enumerate(gallery_emb) if e is not None]
+    if not keep:
+        raise LookalikeError(
+            f"no gallery face in {directory}: eval needs DIR/<identity>/<photos>, 2 or more photos per identity",
+            code="empty_gallery",
+            status=422,
+        )
     emb = np.stack([gallery_emb[k] for k in keep]).astype(np.float32)  # type: ignore[misc]
     member_ids = np.array([flat[k][0] for k in keep], dtype=np.int64)
     calibration = calibrate(emb, member_ids, k=settings.member_top_k, target_fmr=settings.target_fmr)
@@ -149,20 +155,26 @@ def identification(
 
 
 def read_pairs(pairs_file: Path, directory: Path) -> tuple[int, list[tuple[Path, Path, bool]]]:
+    """LFW pairs (paths are not checked here); raises InvalidParameter for a malformed file."""
     lines = [ln.split() for ln in pairs_file.read_text().splitlines() if ln.strip()]
-    folds = int(lines[0][0])
 
     def photo(name: str, number: str) -> Path:
         return directory / name / f"{name}_{int(number):04d}.jpg"
 
     pairs: list[tuple[Path, Path, bool]] = []
-    for parts in lines[1:]:
-        if len(parts) == 3:
-            pairs.append((photo(parts[0], parts[1]), photo(parts[0], parts[2]), True))
-        elif len(parts) == 4:
-            pairs.append((photo(parts[0], parts[1]), photo(parts[2], parts[3]), False))
-        else:
-            raise ValueError(f"bad pairs line: {' '.join(parts)}")
+    try:
+        folds = int(lines[0][0])
+        for parts in lines[1:]:
+            if len(parts) == 3:
+                pairs.append((photo(parts[0], parts[1]), photo(parts[0], parts[2]), True))
+            elif len(parts) == 4:
+                pairs.append((photo(parts[0], parts[1]), photo(parts[2], parts[3]), False))
+            else:
+                raise ValueError(f"bad pairs line: {' '.join(parts)}")
+    except (IndexError, ValueError) as exc:
+        raise InvalidParameter(f"{pairs_file.name} is not an LFW pairs file ({exc})") from None
+    if folds < 2 or len(pairs) < folds:
+        raise InvalidParameter(f"{pairs_file.name}: {len(pairs)} pairs cannot make {folds} folds (2 or more)")
     return folds, pairs
 
 
@@ -189,6 +201,9 @@ def verification(
     started = time.perf_counter()
     folds, pairs = read_pairs(pairs_file, directory)
     paths = sorted({p for a, b, _ in pairs for p in (a, b)})
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise InvalidParameter(f"{len(missing)} photos named in {pairs_file.name} are missing, e.g. {missing[0]}")
     progress = progress_total(len(paths)) if progress_total else None
     emb = dict(zip(paths, embed_main_faces(pipeline, paths, workers=settings.workers, progress=progress), strict=True))
     sims = np.array([pair_similarity(emb[a], emb[b]) for a, b, _ in pairs], dtype=np.float32)

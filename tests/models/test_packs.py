@@ -49,7 +49,7 @@ def test_a_custom_directory_is_classified_pinned_on_first_load_and_checked_after
         fh.seek(2048)
         fh.write(b"\xff\xfe")
     # Either the graph no longer parses or its digest no longer matches: both refuse the pack.
-    with pytest.raises(ModelUnavailable, match="sha256|not a readable ONNX model"):
+    with pytest.raises(ModelUnavailable, match=r"sha256|not a readable ONNX model"):
         verify_pack(resolve_pack(str(custom), model_root=tmp_path))
 
 

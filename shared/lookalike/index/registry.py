@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+
 from lookalike.config import Settings
 from lookalike.db import repository as repo
 from lookalike.db.engine import session_scope

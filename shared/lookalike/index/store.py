@@ -74,6 +74,17 @@ class CorruptIndex(RuntimeError):
 
 
 def load(directory: Path) -> GalleryIndex:
+    """Read a version back. Raises CorruptIndex when a file is missing, unreadable or fails its checksum, or when
+    the manifest is damaged (files are written atomically, so any of these means the version cannot be trusted)."""
+    try:
+        return _load(directory)
+    except CorruptIndex:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # JSON and Unicode errors are ValueErrors
+        raise CorruptIndex(f"index version {directory} cannot be loaded ({type(exc).__name__}: {exc})") from exc
+
+
+def _load(directory: Path) -> GalleryIndex:
     manifest = json.loads((directory / MANIFEST).read_text())
     blobs: dict[str, bytes] = {}
     for name, expected in manifest["files"].items():

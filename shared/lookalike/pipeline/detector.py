@@ -24,6 +24,7 @@ from lookalike.pipeline.types import Detection, FloatArray
 UInt8Image = npt.NDArray[np.uint8]
 
 TIGHT_CROP_SIZE = 128
+SCRFD_STRIDE = 32
 # Faces narrower than this at the primary scale are close to SCRFD's smallest anchor: look again, larger.
 SMALL_FACE_PX = 32
 # In-plane rotations tried when the upright photo shows no face; the best-scoring one wins.
@@ -66,13 +67,15 @@ class FaceDetector:
         best = max(d.score for d in found)
         if best >= CONFIDENT_SCORE:
             return found
+        # Turn a copy already at the detector's size: turning a 12-megapixel photo costs more than detecting.
+        small, factor = _shrink(rgb, self.det_size)
         for angle in ORIENTATION_ANGLES:
-            rotated, inverse = _rotate(rgb, angle)
+            rotated, inverse = _rotate(small, angle)
             turned = self._detect_at(rotated, self.det_size)
             top = max((d.score for d in turned), default=0.0)
             if top >= best + ORIENTATION_MARGIN:
                 best = top
-                found = [_apply_affine(d, inverse) for d in turned]
+                found = [_apply_affine(d, inverse).scaled(1.0 / factor) for d in turned]
         return found
 
     def _run(self, bgr: UInt8Image, sizes: list[tuple[int, int]]) -> list[Detection]:
@@ -90,11 +93,12 @@ class FaceDetector:
 
     def _detect_at(self, rgb: UInt8Image, side: int) -> list[Detection]:
         """Detect on a copy whose longest side is at most `side`, boxes in `rgb` coordinates."""
-        h, w = rgb.shape[:2]
-        factor = min(1.0, side / max(h, w))
-        small = rgb if factor == 1.0 else cv2.resize(rgb, (round(w * factor), round(h * factor)), cv2.INTER_AREA)
+        small, factor = _shrink(rgb, side)
         bgr = np.ascontiguousarray(small[:, :, ::-1])
-        found = self._run(bgr, [(side, side), (TIGHT_CROP_SIZE, TIGHT_CROP_SIZE)])
+        # SCRFD's anchor grid needs an input that is a multiple of its largest stride (any other size crashes in
+        # numpy); it fits the picture into that size itself.
+        net = -(-side // SCRFD_STRIDE) * SCRFD_STRIDE
+        found = self._run(bgr, [(net, net), (TIGHT_CROP_SIZE, TIGHT_CROP_SIZE)])
         return [d.scaled(1.0 / factor) for d in found] if factor != 1.0 else found
 
     def _detect_upright(self, rgb: UInt8Image) -> list[Detection]:
@@ -106,13 +110,15 @@ class FaceDetector:
         return found
 
     def _detect_transformed(self, rgb: UInt8Image) -> list[Detection]:
-        h, w = rgb.shape[:2]
+        # Work on a copy at the detector's size (each pass shrinks to it anyway), boxes scaled back at the end.
+        small, factor = _shrink(rgb, self.det_size)
+        h, w = small.shape[:2]
         # Pad by a quarter on each side: a face cut by the frame edge gets context back.
         pad = max(h, w) // 4
-        padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         found = self._detect_at(padded, self.det_size)
         if found:
-            return [_translate(d, -pad, -pad, w, h) for d in self._reorient(padded, found)]
+            return [_translate(d, -pad, -pad, w, h).scaled(1.0 / factor) for d in self._reorient(padded, found)]
         # Every angle is tried and the best-scoring one wins: the first angle to find anything may have found an
         # upside-down face at a low score, with landmarks that do not lie on its eyes and mouth.
         best: list[Detection] = []
@@ -123,8 +129,19 @@ class FaceDetector:
             top = max((d.score for d in found), default=0.0)
             if top > best_score:
                 best_score = top
-                best = [_translate(_apply_affine(d, inverse), -pad, -pad, w, h) for d in found]
+                best = [_translate(_apply_affine(d, inverse), -pad, -pad, w, h).scaled(1.0 / factor) for d in found]
         return best
+
+
+def _shrink(rgb: UInt8Image, side: int) -> tuple[UInt8Image, float]:
+    """A copy whose longest side is at most `side`, and the factor it was scaled by (1.0: `rgb` itself)."""
+    h, w = rgb.shape[:2]
+    factor = min(1.0, side / max(h, w))
+    if factor == 1.0:
+        return rgb, 1.0
+    # interpolation must be named: the third positional argument of cv2.resize is `dst`, not the method.
+    small = cv2.resize(rgb, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
+    return np.asarray(small, dtype=np.uint8), factor
 
 
 def _merge(first: list[Detection], second: list[Detection], iou_limit: float = 0.4) -> list[Detection]:

@@ -1,0 +1,202 @@
+"""calibrate(): the leave-one-member-out threshold and the resemblance mapping, on synthetic clustered embeddings."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from statistics import NormalDist
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from lookalike.index.calibration import FALLBACK_THRESHOLD, Calibration, calibrate, resemblance_anchors
+from lookalike.index.scoring import member_scores
+
+DIM = 128
+Floats = npt.NDArray[np.float32]
+Ints = npt.NDArray[np.int64]
+
+
+def clustered(
+    n_members: int, photos: int | list[int], *, spread: float, seed: int, dim: int = DIM
+) -> tuple[Floats, Ints]:
+    """Unit vectors around one random centre per member; `spread` is the noise per dimension (relative)."""
+    rng = np.random.default_rng(seed)
+    counts = photos if isinstance(photos, list) else [photos] * n_members
+    vecs: list[Floats] = []
+    ids: list[int] = []
+    for m, count in enumerate(counts):
+        centre = rng.normal(size=dim)
+        centre /= np.linalg.norm(centre)
+        noise = rng.normal(scale=spread / np.sqrt(dim), size=(count, dim))
+        member = centre + noise
+        vecs.append((member / np.linalg.norm(member, axis=1, keepdims=True)).astype(np.float32))
+        ids.extend([100 + 7 * m] * count)  # ids need not be 0..n-1
+    return np.concatenate(vecs), np.asarray(ids, dtype=np.int64)
+
+
+def best_scores(emb: Floats, members: Ints, k: int) -> tuple[list[float], list[float]]:
+    """Per photo: the best other member's top-k mean, and its own member's top-k mean over its other photos."""
+    impostor: list[float] = []
+    genuine: list[float] = []
+    sims = emb @ emb.T
+    for i in range(len(emb)):
+        per_member: dict[int, list[float]] = {}
+        for j in range(len(emb)):
+            if j != i:
+                per_member.setdefault(int(members[j]), []).append(float(sims[i, j]))
+        means = {m: float(np.mean(sorted(v, reverse=True)[:k])) for m, v in per_member.items()}
+        own = int(members[i])
+        if own in means:
+            genuine.append(means.pop(own))
+        if means:
+            impostor.append(max(means.values()))
+    return impostor, genuine
+
+
+@pytest.fixture(scope="module")
+def gallery() -> tuple[Floats, Ints]:
+    return clustered(12, 6, spread=1.0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def calibration(gallery: tuple[Floats, Ints]) -> Calibration:
+    emb, members = gallery
+    return calibrate(emb, members, k=3, target_fmr=0.001)
+
+
+def test_threshold_separates_what_it_saw(gallery: tuple[Floats, Ints], calibration: Calibration) -> None:
+    emb, members = gallery
+    impostor, genuine = best_scores(emb, members, k=3)
+    assert calibration.n_impostor == len(impostor) == len(emb)
+    assert calibration.n_genuine == len(genuine) == len(emb)
+    assert calibration.threshold >= max(impostor)
+    assert calibration.threshold < float(np.median(genuine))
+    assert calibration.impostor["p50"] == pytest.approx(float(np.median(impostor)), abs=1e-3)
+    assert calibration.genuine["p50"] == pytest.approx(float(np.median(genuine)), abs=1e-3)
+    assert set(calibration.impostor) == {"p1", "p5", "p25", "p50", "p75", "p95", "p99"}
+
+
+def test_new_photos_of_members_match_and_strangers_rarely(calibration: Calibration) -> None:
+    """Fresh photos drawn around the same member centres match; people from other centres (almost) never do.
+
+    "Almost": the threshold is a 1-in-1000 tail estimated from 72 impostor scores, so on fresh strangers the
+    realised rate is above target_fmr (about 0.2% for this gallery); the check allows a few percent."""
+    emb, members = clustered(12, 9, spread=1.0, seed=1)  # same seed: same centres, 3 more photos each
+    keep = np.concatenate([np.arange(m * 9, m * 9 + 6) for m in range(12)])
+    fresh = np.concatenate([np.arange(m * 9 + 6, m * 9 + 9) for m in range(12)])
+    strangers, _ = clustered(30, 2, spread=1.0, seed=99)
+    g_emb, g_members = emb[keep], members[keep]
+
+    def top(query: Floats) -> tuple[int, float]:
+        ids, scores, _ = member_scores(g_emb @ query, g_members, k=3)
+        return int(ids[0]), float(scores[0])
+
+    for i in fresh:
+        member, score = top(emb[i])
+        assert member == members[i] and score >= calibration.threshold
+    stranger_scores = np.array([top(s)[1] for s in strangers])
+    assert np.mean(stranger_scores >= calibration.threshold) <= 0.05
+    assert np.median(stranger_scores) < calibration.threshold - 0.1
+
+
+def test_resemblance_is_monotone_and_bounded(calibration: Calibration) -> None:
+    grid = np.linspace(-1.0, 1.0, 401)
+    values = [calibration.resemblance(float(x)) for x in grid]
+    assert all(0.0 <= v <= 100.0 for v in values)
+    assert all(b >= a for a, b in itertools.pairwise(values))
+    assert calibration.resemblance(calibration.threshold) == 50.0
+    assert (
+        calibration.resemblance(calibration.threshold + 0.02)
+        > 50.0
+        > calibration.resemblance(calibration.threshold - 0.02)
+    )
+    assert calibration.resemblance(-0.5) == 0.0
+    assert calibration.resemblance(0.0) == 0.0
+    assert calibration.resemblance(1.0) == 100.0
+    assert calibration.resemblance(calibration.genuine["p50"]) == pytest.approx(90.0, abs=0.5)
+    assert calibration.resemblance(calibration.impostor["p50"]) == pytest.approx(25.0, abs=0.5)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "impostor_median", "genuine_median"),
+    [(0.4, 0.2, 0.6), (0.4, 0.45, 0.3), (0.3, -0.2, 0.99), (0.05, 0.0, 0.02), (0.9, 0.95, 0.97)],
+)
+def test_anchors_stay_increasing_on_odd_galleries(
+    threshold: float, impostor_median: float, genuine_median: float
+) -> None:
+    anchors = resemblance_anchors(threshold, impostor_median, genuine_median)
+    xs = [a[0] for a in anchors]
+    ys = [a[1] for a in anchors]
+    assert all(b >= a for a, b in itertools.pairwise(xs))
+    assert all(b >= a for a, b in itertools.pairwise(ys))
+    assert (threshold, 50.0) in anchors
+    assert anchors[-1] == (1.0, 100.0)
+
+
+def test_dict_roundtrip_through_json(calibration: Calibration) -> None:
+    data = calibration.to_dict()
+    again = Calibration.from_dict(json.loads(json.dumps(data)))  # as the index manifest stores it
+    assert again == calibration
+    assert again.resemblance(0.33) == calibration.resemblance(0.33)
+    assert Calibration.from_dict(data) == calibration
+
+
+def test_one_member_falls_back() -> None:
+    emb, members = clustered(1, 5, spread=1.0, seed=4)
+    cal = calibrate(emb, members, k=3, target_fmr=0.001)
+    assert cal.threshold == FALLBACK_THRESHOLD
+    assert cal.n_impostor == 0 and cal.impostor == {}
+    assert cal.n_genuine == 5
+    assert cal.resemblance(FALLBACK_THRESHOLD) == 50.0
+
+
+def test_no_photos_falls_back() -> None:
+    cal = calibrate(np.zeros((0, DIM), np.float32), np.zeros(0, np.int64), k=3, target_fmr=0.001)
+    assert cal.threshold == FALLBACK_THRESHOLD
+    assert cal.n_impostor == cal.n_genuine == 0
+    values = [cal.resemblance(x) for x in np.linspace(-1, 1, 101)]
+    assert all(b >= a for a, b in itertools.pairwise(values))
+
+
+def test_single_photo_members_give_impostor_scores_only() -> None:
+    emb, members = clustered(4, 1, spread=1.0, seed=5)
+    cal = calibrate(emb, members, k=3, target_fmr=0.001)
+    assert cal.n_genuine == 0 and cal.genuine == {}
+    assert cal.n_impostor == 4
+    impostor, _ = best_scores(emb, members, k=3)
+    assert cal.threshold >= max(impostor)
+
+
+def test_small_gallery_extrapolates_the_impostor_tail() -> None:
+    """3 members x 3 photos = 9 impostor scores: too few to see a 1-in-1000 tail, so the normal fit decides."""
+    emb, members = clustered(3, 3, spread=1.0, seed=6)
+    impostor, _ = best_scores(emb, members, k=3)
+    cal = calibrate(emb, members, k=3, target_fmr=0.001)
+    imp = np.asarray(impostor)
+    fitted = float(imp.mean() + NormalDist().inv_cdf(0.999) * imp.std())
+    assert fitted > imp.max()
+    assert cal.threshold >= imp.max()
+    assert cal.threshold == pytest.approx(fitted, abs=1e-3)
+
+
+def test_large_gallery_keeps_its_false_match_rate() -> None:
+    """Enough impostor scores to see the tail: at most target_fmr of them reach the threshold."""
+    emb, members = clustered(60, 10, spread=1.2, seed=8)
+    target = 0.02
+    cal = calibrate(emb, members, k=3, target_fmr=target)
+    impostor, _ = best_scores(emb, members, k=3)
+    imp = np.asarray(impostor)
+    assert cal.n_impostor == len(imp) == 600
+    assert np.mean(imp >= cal.threshold) <= target
+    assert cal.threshold >= float(np.quantile(imp, 1 - target, method="higher"))
+
+
+def test_member_order_and_ids_do_not_matter(gallery: tuple[Floats, Ints], calibration: Calibration) -> None:
+    emb, members = gallery
+    order = np.random.default_rng(0).permutation(len(emb))
+    relabelled = (members[order] * 13 + 5).astype(np.int64)
+    again = calibrate(emb[order], relabelled, k=3, target_fmr=0.001)
+    assert again.threshold == pytest.approx(calibration.threshold, abs=1e-4)
+    assert again.n_impostor == calibration.n_impostor and again.n_genuine == calibration.n_genuine
