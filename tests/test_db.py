@@ -209,7 +209,7 @@ def _ingest_index_diagnose(settings: Settings, sqlite_data_dir: Path) -> None:
     with session_scope(url) as session:
         active = repo.active_versions(session, pipeline.pack_name)
         assert list(active) == [DEMO_GROUP]
-        assert active[DEMO_GROUP][0] == built.version_id
+        assert active[DEMO_GROUP].id == built.version_id
         n_versions = session.execute(select(repo.IndexVersion.id)).all()
         assert len(n_versions) == 2
     with pytest.raises(NotFound):
@@ -250,12 +250,17 @@ def _jobs(settings: Settings) -> None:
 
     async def run() -> None:
         try:
-            result = await runtime.runner.diagnose(
+            runner = runtime.runner
+            job = await runner.submit_diagnose(
                 (FACES / "probes" / "saito_asuka" / "12.jpg").read_bytes(), group=DEMO_GROUP
             )
-            assert result.faces[0].matches[0].slug == "saito_asuka"
-            with pytest.raises(NoFace):
-                await runtime.runner.diagnose((FACES / "noface" / "04.jpg").read_bytes(), group=None)
+            state = await runner.wait(job, 60)
+            assert state is not None and state.status == "done" and state.result is not None
+            assert state.result["faces"][0]["matches"][0]["slug"] == "saito_asuka"
+            job = await runner.submit_diagnose((FACES / "noface" / "04.jpg").read_bytes(), group=None)
+            state = await runner.wait(job, 60)
+            assert state is not None and state.status == "failed" and state.error is not None
+            assert state.error["code"] == NoFace.code and state.error["status"] == 422
         finally:
             await runtime.runner.close()
 

@@ -16,7 +16,8 @@ from lookalike.config import Settings, get_settings
 from lookalike.runtime import build_runtime
 from services.gateway import errors
 from services.gateway.limits import BodyLimitMiddleware
-from services.gateway.routes import diagnose, health, members
+from services.gateway.metrics import MetricsMiddleware
+from services.gateway.routes import admin, diagnose, health, jobs, members
 
 STATIC = Path(__file__).parent / "static"
 # Multipart framing around the image: the cap on the whole body is a little above the cap on the image.
@@ -44,10 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(MetricsMiddleware)
     errors.install(app)
-    app.include_router(diagnose.router)
-    app.include_router(members.router)
-    app.include_router(health.router)
+    for module in (diagnose, jobs, members, admin, health):
+        app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -1,1 +1,1 @@
-"""Celery ingestion worker for the distributed mode (queue "ingest"); arrives with the distributed-mode issue."""
+"""Celery ingestion worker (queue "ingest": reindex now, scraping later): `lookalike ingest-worker`."""

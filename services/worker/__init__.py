@@ -1,1 +1,1 @@
-"""Celery diagnose worker for the distributed mode (queue "diagnose"); arrives with the distributed-mode issue."""
+"""Celery diagnose worker (queue "diagnose"): `lookalike worker`."""

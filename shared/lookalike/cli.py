@@ -40,6 +40,42 @@ def fail(exc: LookalikeError) -> None:
     raise typer.Exit(2)
 
 
+def _celery_worker(tasks_module: str, queue: str, concurrency: int, extra: list[str]) -> None:
+    """Hand over to `celery worker` (exec: signals reach Celery directly, as in a container)."""
+    import os
+
+    settings = get_settings()
+    if not settings.broker_url:
+        err.print("[red]error[/red] LOOKALIKE_BROKER_URL is not set: workers need the distributed mode")
+        raise typer.Exit(2)
+    argv = [
+        sys.executable, "-m", "celery", "-A", tasks_module, "worker",
+        "--queues", queue, "--concurrency", str(concurrency), "--prefetch-multiplier", "1",
+        "--hostname", f"{queue}@%h", "--loglevel", "INFO", *extra,
+    ]  # fmt: skip
+    os.execv(sys.executable, argv)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Processes (default: LOOKALIKE_WORKER_CONCURRENCY or cores)")
+    ] = None,
+) -> None:
+    """Diagnose worker (queue "diagnose"); extra arguments go to `celery worker`."""
+    import os
+
+    n = concurrency or get_settings().worker_concurrency or os.cpu_count() or 1
+    _celery_worker("services.worker.tasks", "diagnose", n, list(ctx.args))
+
+
+@app.command("ingest-worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ingest_worker(ctx: typer.Context) -> None:
+    """Ingestion worker (queue "ingest": re-index); extra arguments go to `celery worker`."""
+    _celery_worker("services.ingest.tasks", "ingest", 1, list(ctx.args))
+
+
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema (Alembic head)."""

@@ -50,9 +50,26 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
-    job_timeout_s: float = 60.0
+    # POST /diagnose waits this long for its result, then answers 202 with the job id to poll.
+    diagnose_wait_s: float = 30.0
     # How long a diagnose result (boxes and member scores, no image, no embedding) is kept.
     result_ttl_s: int = 3600
+    # Bearer token for /admin (128 bits or more); empty disables the admin API (the CLI does admin work).
+    admin_token: str = ""
+
+    # Distributed mode. Upload bytes wait for a worker in Redis at most this long.
+    blob_ttl_s: int = 600
+    # A job whose worker died this many times (it kills them) fails for good.
+    max_attempts: int = 3
+    task_soft_time_limit_s: int = 60
+    task_time_limit_s: int = 90
+    # Redis redelivers an unacknowledged message after this long; keep it well above the hard time limit.
+    visibility_timeout_s: int = 900
+    # Jobs still queued after this long are sent again (the broker may have lost them); checked this often.
+    reconcile_after_s: float = 20.0
+    reconcile_every_s: float = 5.0
+    # Processes per `lookalike worker` (0: one per core).
+    worker_concurrency: int = 0
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -1,4 +1,7 @@
-"""The one place that decides how this process runs: which database, which runner, which models."""
+"""The one place that decides how this process runs: which database, which runner, which models.
+
+No broker URL: embedded (in-process worker pool). A broker URL: distributed (Celery workers behind Redis).
+"""
 
 from __future__ import annotations
 
@@ -25,9 +28,15 @@ def build_context(settings: Settings) -> JobContext:
 
 
 def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
-    if settings.distributed:
-        raise NotImplementedError("the Celery runner arrives with the distributed mode; unset LOOKALIKE_BROKER_URL")
     if migrate:
         upgrade(settings.sqlalchemy_url)
     context = build_context(settings)
-    return Runtime(settings=settings, context=context, runner=InlineRunner(context))
+    runner: Runner
+    if settings.distributed:
+        from lookalike.jobs.celery_app import make_celery
+        from lookalike.jobs.celery_runner import CeleryRunner
+
+        runner = CeleryRunner(settings, make_celery(settings))
+    else:
+        runner = InlineRunner(context)
+    return Runtime(settings=settings, context=context, runner=runner)

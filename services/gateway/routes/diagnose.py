@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from lookalike.errors import InvalidParameter
+from lookalike.errors import InvalidParameter, LookalikeError
+from lookalike.jobs.state import JobState
 from lookalike.schemas import DiagnoseResult, ErrorResponse
 from services.gateway.deps import RuntimeDep
+from services.gateway.metrics import observe_result
 
 router = APIRouter(tags=["diagnose"])
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-ERRORS: dict[int | str, dict[str, object]] = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
         404: "unknown_group",
@@ -20,20 +24,58 @@ ERRORS: dict[int | str, dict[str, object]] = {
         413: "upload_too_large, image_too_large",
         415: "not_an_image, unsupported_image_type",
         422: "no_face, corrupt_image, invalid_parameter",
+        503: "broker_unavailable, database_unavailable, upload_lost",
     }.items()
 }
 
 
-@router.post("/diagnose", response_model=DiagnoseResult, responses=ERRORS)
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+    location: str
+
+
+def accepted(state: JobState) -> JSONResponse:
+    location = f"/jobs/{state.id}"
+    body = JobAccepted(job_id=state.id, status=state.status, location=location)
+    return JSONResponse(status_code=202, content=body.model_dump(), headers={"Location": location})
+
+
+def failure(state: JobState) -> LookalikeError:
+    error = state.error or {}
+    return LookalikeError(
+        str(error.get("message", "the job failed")),
+        code=str(error.get("code", "job_failed")),
+        status=int(error.get("status", 500)),
+    )
+
+
+@router.post(
+    "/diagnose",
+    response_model=DiagnoseResult,
+    responses={202: {"model": JobAccepted, "description": "Accepted: poll the Location"}, **ERRORS},
+)
 async def diagnose(
     runtime: RuntimeDep,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC photo")],
     group: Annotated[str | None, Form(pattern=SLUG, description="Only this group's members")] = None,
-) -> DiagnoseResult:
+    run_async: Annotated[
+        bool, Query(alias="async", description="Answer 202 with the job id at once instead of waiting")
+    ] = False,
+) -> Any:
     limit = runtime.settings.max_upload_bytes
     data = await image.read(limit + 1)
     if len(data) > limit:
         raise InvalidParameter(f"the image is over {limit} bytes", code="upload_too_large", status=413)
     if not data:
         raise InvalidParameter("the image field is empty", code="not_an_image", status=415)
-    return await runtime.runner.diagnose(data, group=group)
+    job_id = await runtime.runner.submit_diagnose(data, group=group)
+    state = await runtime.runner.wait(job_id, 0.0 if run_async else runtime.settings.diagnose_wait_s)
+    assert state is not None  # the row was committed before submit returned
+    if not state.finished:
+        return accepted(state)
+    if state.status == "failed":
+        raise failure(state)
+    result = DiagnoseResult.model_validate(state.result)
+    observe_result(result, state)
+    return result

@@ -1,12 +1,16 @@
-"""Liveness and readiness probes."""
+"""Liveness, readiness and metrics."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
+from lookalike.db import repository as repo
 from lookalike.db.engine import session_scope
+from services.gateway import metrics
 from services.gateway.deps import RuntimeDep
 
 router = APIRouter(tags=["health"])
@@ -17,21 +21,47 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-def readyz(runtime: RuntimeDep) -> JSONResponse:
-    checks: dict[str, str] = {}
+def _database_and_index(runtime: RuntimeDep) -> tuple[str, str]:
     try:
         with session_scope(runtime.settings.sqlalchemy_url) as session:
             session.execute(text("SELECT 1"))
-        checks["database"] = "ok"
+            active = repo.active_versions(session, runtime.context.pipeline.pack_name)
     except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    pipeline = runtime.context.pipeline
-    checks["models"] = "ok" if pipeline.loaded else "loading"
-    try:
-        galleries = runtime.context.registry.refresh(force=True)
-        checks["index"] = f"ok: {len(galleries)} groups" if galleries else "empty: no group indexed"
-    except Exception as exc:
-        checks["index"] = f"error: {type(exc).__name__}"
-    ready = checks["database"] == "ok" and checks["models"] == "ok" and checks["index"].startswith("ok")
+        return f"error: {type(exc).__name__}", "unknown"
+    return "ok", (f"ok: {len(active)} groups" if active else "empty: no group indexed")
+
+
+@router.get("/readyz")
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    checks: dict[str, str] = {}
+    checks["database"], checks["index"] = await asyncio.to_thread(_database_and_index, runtime)
+    if runtime.settings.distributed:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(runtime.settings.broker_url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            await client.ping()
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"error: {type(exc).__name__}"
+        finally:
+            await client.aclose()
+    else:
+        # Embedded: this process runs the models itself.
+        checks["models"] = "ok" if runtime.context.pipeline.loaded else "loading"
+    ready = all(v == "ok" or v.startswith("ok:") for v in checks.values())
     return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": checks})
+
+
+def _queue_depths(runtime: RuntimeDep) -> dict[str, int]:
+    try:
+        with session_scope(runtime.settings.sqlalchemy_url) as session:
+            counts = repo.queued_counts(session)
+    except Exception:
+        return {}
+    return {kind: counts.get(kind, 0) for kind in ("diagnose", "reindex")}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus(runtime: RuntimeDep) -> Response:
+    return await metrics.render(await asyncio.to_thread(_queue_depths, runtime))

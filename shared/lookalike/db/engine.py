@@ -22,6 +22,8 @@ def get_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             # WAL lets the gateway read while a reindex writes; foreign keys make deletes cascade.
             cur.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL survives a crash of the process; only power loss can drop the last commits.
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 

@@ -11,12 +11,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -106,20 +108,40 @@ class IndexVersion(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     threshold: Mapped[float] = mapped_column(Float)
     calibration: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # What any worker needs to rebuild this version from the database alone (hosts share no disk): the indexed
+    # face ids in order (int64 bytes), the members as they were, and the per-member k.
+    face_ids: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    members: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    member_top_k: Mapped[int | None] = mapped_column(Integer, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Job(Base):
     __tablename__ = "jobs"
+    # At most one live job per lock key (e.g. one reindex per group): a second one is refused by the database.
+    __table_args__ = (
+        Index(
+            "uq_jobs_live_lock_key",
+            "lock_key",
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
+    lock_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
     # queued | running | done | failed
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # host:pid of the process running the latest attempt (operators find a stuck or dying worker by it).
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Last time a message for this job was sent to the broker (the reconciler re-sends stale ones).
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from lookalike.db.models import Face, Group, IndexVersion, Job, Member, Photo, utcnow
@@ -158,13 +161,14 @@ class GalleryFaces:
     embeddings: FloatArray
     member_ids: IntArray
     photo_ids: IntArray
+    face_ids: IntArray
     members: list[Member]
 
 
 def gallery_faces(session: Session, group: Group, model_pack: str) -> GalleryFaces:
     """The faces an index version of `group` is built from: usable photos of active members, one pack."""
     rows = session.execute(
-        select(Face.embedding, Photo.member_id, Photo.id)
+        select(Face.embedding, Photo.member_id, Photo.id, Face.id)
         .join(Photo, Face.photo_id == Photo.id)
         .join(Member, Photo.member_id == Member.id)
         .where(
@@ -175,13 +179,32 @@ def gallery_faces(session: Session, group: Group, model_pack: str) -> GalleryFac
         )
         .order_by(Face.id)
     ).all()
-    members = list(session.scalars(select(Member).where(Member.group_id == group.id, Member.active.is_(True))))
+    members = list(
+        session.scalars(select(Member).where(Member.group_id == group.id, Member.active.is_(True)).order_by(Member.id))
+    )
+    return _gallery_faces(rows, members)
+
+
+def faces_by_ids(session: Session, face_ids: IntArray) -> GalleryFaces:
+    """The faces of an index version, in the version's order (to rebuild it where its files are missing)."""
+    rows = session.execute(
+        select(Face.embedding, Photo.member_id, Photo.id, Face.id)
+        .join(Photo, Face.photo_id == Photo.id)
+        .where(Face.id.in_([int(i) for i in face_ids]))
+    ).all()
+    order = {int(f): i for i, f in enumerate(face_ids)}
+    return _gallery_faces(sorted(rows, key=lambda r: order[r[3]]), [])
+
+
+def _gallery_faces(rows: Sequence[Row[bytes, int, int, int]], members: list[Member]) -> GalleryFaces:
     if not rows:
-        return GalleryFaces(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), members)
+        empty = np.zeros(0, np.int64)
+        return GalleryFaces(np.zeros((0, 0), np.float32), empty, empty, empty, members)
     return GalleryFaces(
         embeddings=np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows]),
         member_ids=np.array([r[1] for r in rows], dtype=np.int64),
         photo_ids=np.array([r[2] for r in rows], dtype=np.int64),
+        face_ids=np.array([r[3] for r in rows], dtype=np.int64),
         members=members,
     )
 
@@ -213,14 +236,21 @@ def activate_version(session: Session, version: IndexVersion) -> None:
     version.active = True
 
 
-def active_versions(session: Session, model_pack: str) -> dict[str, tuple[int, str]]:
-    """group slug -> (version id, path) of each group's active version for this pack."""
+@dataclass(frozen=True)
+class ActiveVersion:
+    id: int
+    path: str
+    sha256: str
+
+
+def active_versions(session: Session, model_pack: str) -> dict[str, ActiveVersion]:
+    """group slug -> the active index version of that group for this pack."""
     rows = session.execute(
-        select(Group.slug, IndexVersion.id, IndexVersion.path)
+        select(Group.slug, IndexVersion.id, IndexVersion.path, IndexVersion.sha256)
         .join(IndexVersion, IndexVersion.group_id == Group.id)
         .where(IndexVersion.active.is_(True), IndexVersion.model_pack == model_pack)
     ).all()
-    return {slug: (vid, path) for slug, vid, path in rows}
+    return {slug: ActiveVersion(vid, path, digest) for slug, vid, path, digest in rows}
 
 
 def active_version_rows(session: Session, model_pack: str) -> dict[int, IndexVersion]:
@@ -235,37 +265,62 @@ def list_groups(session: Session) -> list[Group]:
     return list(session.scalars(select(Group).order_by(Group.slug)))
 
 
-def create_job(session: Session, *, job_id: str, kind: str, params: dict[str, Any]) -> Job:
-    job = Job(id=job_id, kind=kind, params=params, status="queued", attempts=0)
+def create_job(session: Session, *, job_id: str, kind: str, params: dict[str, Any], lock_key: str | None = None) -> Job:
+    """Insert a queued job. With a lock key, raises IntegrityError while another live job holds it."""
+    job = Job(id=job_id, kind=kind, params=params, status="queued", attempts=0, lock_key=lock_key)
     session.add(job)
     session.flush()
     return job
 
 
-def start_job(session: Session, job_id: str) -> Job:
-    job = session.get_one(Job, job_id)
+def claim_job(session: Session, job_id: str) -> Job | None:
+    """Lock the job row for this delivery (Postgres row lock; SQLite serialises writers anyway)."""
+    return session.get(Job, job_id, with_for_update=True)
+
+
+def start_job(session: Session, job: Job) -> None:
     job.status = "running"
     job.attempts += 1
     job.started_at = utcnow()
-    return job
+    job.worker = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def finish_job(
-    session: Session,
-    job_id: str,
-    *,
-    result: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
-) -> None:
-    job = session.get_one(Job, job_id)
-    job.status = "failed" if error is not None else "done"
-    job.result = result
-    job.error = error
-    job.finished_at = utcnow()
+    session: Session, job_id: str, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None
+) -> bool:
+    """Write the outcome once: a job already done or failed keeps its first outcome. True if this call wrote."""
+    written = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(("queued", "running")))
+        .values(
+            status="failed" if error is not None else "done",
+            result=result,
+            error=error,
+            finished_at=utcnow(),
+        )
+    )
+    return bool(getattr(written, "rowcount", 0))
 
 
 def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
+
+
+def stale_jobs(session: Session, *, queued_before: datetime, running_before: datetime) -> list[Job]:
+    """Jobs the broker may have lost: queued for too long, or running past any time limit."""
+    return list(
+        session.scalars(
+            select(Job).where(
+                ((Job.status == "queued") & (func.coalesce(Job.enqueued_at, Job.created_at) < queued_before))
+                | ((Job.status == "running") & (Job.started_at < running_before))
+            )
+        )
+    )
+
+
+def mark_enqueued(session: Session, job_id: str) -> None:
+    """Note that a message for the job was just sent (restarts the reconciler's clock for it)."""
+    session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()))
 
 
 def purge_jobs(session: Session, *, kind: str, finished_before: datetime) -> int:
@@ -273,3 +328,9 @@ def purge_jobs(session: Session, *, kind: str, finished_before: datetime) -> int
         delete(Job).where(Job.kind == kind, Job.finished_at.is_not(None), Job.finished_at < finished_before)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def queued_counts(session: Session) -> dict[str, int]:
+    """Accepted jobs no worker has started yet, by kind: the depth of each queue."""
+    rows = session.execute(select(Job.kind, func.count()).where(Job.status == "queued").group_by(Job.kind)).all()
+    return {kind: int(n) for kind, n in rows}

@@ -73,19 +73,22 @@ class CorruptIndex(RuntimeError):
     pass
 
 
-def load(directory: Path) -> GalleryIndex:
+def load(directory: Path, *, expected_sha256: str | None = None) -> GalleryIndex:
     """Read a version back. Raises CorruptIndex when a file is missing, unreadable or fails its checksum, or when
     the manifest is damaged (files are written atomically, so any of these means the version cannot be trusted)."""
     try:
-        return _load(directory)
+        return _load(directory, expected_sha256)
     except CorruptIndex:
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:  # JSON and Unicode errors are ValueErrors
         raise CorruptIndex(f"index version {directory} cannot be loaded ({type(exc).__name__}: {exc})") from exc
 
 
-def _load(directory: Path) -> GalleryIndex:
-    manifest = json.loads((directory / MANIFEST).read_text())
+def _load(directory: Path, expected_sha256: str | None) -> GalleryIndex:
+    manifest_bytes = (directory / MANIFEST).read_bytes()
+    if expected_sha256 is not None and hashlib.sha256(manifest_bytes).hexdigest() != expected_sha256:
+        raise CorruptIndex(f"{directory / MANIFEST} is not the published version (sha256 differs)")
+    manifest = json.loads(manifest_bytes)
     blobs: dict[str, bytes] = {}
     for name, expected in manifest["files"].items():
         data = (directory / name).read_bytes()

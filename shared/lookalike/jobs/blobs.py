@@ -1,0 +1,47 @@
+"""Upload bytes between the gateway and a worker: a Redis key with a TTL, deleted once the job ends."""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aioredis
+
+PREFIX = "lookalike:upload:"
+DONE_CHANNEL = "lookalike:jobs:done"
+
+
+def blob_key(job_id: str) -> str:
+    return PREFIX + job_id
+
+
+class BlobStore:
+    """The worker side (synchronous)."""
+
+    def __init__(self, url: str) -> None:
+        self._redis = redis.Redis.from_url(url, socket_timeout=10, health_check_interval=30)
+
+    def get(self, job_id: str) -> bytes | None:
+        value = self._redis.get(blob_key(job_id))
+        return bytes(value) if value is not None else None  # type: ignore[arg-type]
+
+    def delete(self, job_id: str) -> None:
+        self._redis.delete(blob_key(job_id))
+
+    def announce_done(self, job_id: str) -> None:
+        """Wake the gateway waiting on this job (it also polls the database, so a lost message only delays)."""
+        self._redis.publish(DONE_CHANNEL, job_id)
+
+
+class AsyncBlobStore:
+    """The gateway side."""
+
+    def __init__(self, url: str) -> None:
+        self.redis = aioredis.Redis.from_url(url, socket_timeout=10, health_check_interval=30)
+
+    async def put(self, job_id: str, data: bytes, *, ttl_s: int) -> None:
+        await self.redis.set(blob_key(job_id), data, ex=ttl_s)
+
+    async def delete(self, job_id: str) -> None:
+        await self.redis.delete(blob_key(job_id))
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,44 @@
+"""A job as the API reports it: `queued | running | done | failed`, with its result or error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lookalike.db.models import Job
+
+FINISHED = ("done", "failed")
+
+
+@dataclass(frozen=True)
+class JobState:
+    id: str
+    kind: str
+    status: str
+    attempts: int
+    worker: str | None
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @classmethod
+    def of(cls, job: Job) -> JobState:
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            status=job.status,
+            attempts=job.attempts,
+            worker=job.worker,
+            result=job.result,
+            error=job.error,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )

@@ -1,0 +1,51 @@
+"""What a Celery worker process does with a delivery; the task modules in services/ only delegate here."""
+
+from __future__ import annotations
+
+import threading
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from lookalike.config import get_settings
+from lookalike.jobs.blobs import BlobStore
+from lookalike.jobs.functions import JobContext, diagnose_work, finish, reindex_work, run_job
+from lookalike.jobs.state import JobState
+
+_lock = threading.Lock()
+_context: JobContext | None = None
+_blobs: BlobStore | None = None
+
+
+def context() -> tuple[JobContext, BlobStore]:
+    """Per process, built on first use (a fork must not inherit ONNX sessions, and heavy set-up in
+    worker_process_init gets killed by Celery's timeout)."""
+    global _context, _blobs
+    with _lock:
+        if _context is None or _blobs is None:
+            from lookalike.runtime import build_context
+
+            settings = get_settings()
+            _context = build_context(settings)
+            _blobs = BlobStore(settings.broker_url)
+        return _context, _blobs
+
+
+def deliver_diagnose(job_id: str) -> JobState:
+    ctx, blobs = context()
+    try:
+        state = run_job(ctx.settings, job_id, diagnose_work(ctx, blobs.get(job_id)))
+    except SoftTimeLimitExceeded:
+        error = {"code": "timeout", "message": "the diagnosis ran past its time limit", "status": 503}
+        state = finish(ctx.settings, job_id, error=error)
+    if state.finished:
+        # The bytes are only needed until the outcome is written, whatever it was.
+        blobs.delete(job_id)
+        blobs.announce_done(job_id)
+    return state
+
+
+def deliver_reindex(job_id: str) -> JobState:
+    ctx, blobs = context()
+    state = run_job(ctx.settings, job_id, reindex_work(ctx.settings, ctx.pipeline.pack_name))
+    blobs.announce_done(job_id)
+    return state
