@@ -1,7 +1,8 @@
-"""Docker Compose files, the image's Dockerfile and .env.example: structure checks that need no Docker engine.
+"""Docker Compose files, the services' Dockerfiles and .env.example: structure checks that need no Docker engine.
 
 They parse the files and hold them against the code: commands against the CLI, LOOKALIKE_* variables against
-Settings, the GPU overlay against the base file. `docker compose config` runs too where the compose CLI exists.
+Settings, the GPU overlay against the base file, the distributed wiring (one database, one broker, one model pack,
+who shares which volume). `docker compose config` runs too where a compose CLI exists.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lookalike import cli
-from lookalike.config import Settings
+from lookalike.config import Settings, get_settings
 from lookalike.models.sessions import PREFERRED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +41,22 @@ CONDITIONS = {"service_started", "service_healthy", "service_completed_successfu
 GPU_KEYS = {"build", "deploy", "environment"}
 ENV_LINE = re.compile(r"^#?\s*(LOOKALIKE_[A-Z0-9_]+)=(.*)$")
 INTERPOLATION = re.compile(r"\$\{?(LOOKALIKE_[A-Z0-9_]+)")
+
+# The application services of the distributed mode, each with its own Dockerfile, and the command each runs.
+APP_SERVICES = {
+    "gateway": ["lookalike", "serve", "--host", "0.0.0.0", "--port", "8000"],
+    "worker": ["lookalike", "worker"],
+    "ingest": ["lookalike", "ingest-worker"],
+}
+# Celery's side of the two worker commands: the task module and the queue (lookalike.cli._celery_worker).
+CELERY_WORKERS = {
+    "worker": ("services.worker.tasks", "diagnose"),
+    "ingest": ("services.ingest.tasks", "ingest"),
+}
+# Every service that resolves the model pack: the two workers embed, the gateway filters index versions by the
+# pack's name, the one-shot `models` fetches the pack into the shared cache. One pack for all of them.
+MODEL_SERVICES = {"gateway", "worker", "ingest", "models"}
+ONE_SHOTS = {"migrate", "models"}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -76,12 +93,28 @@ def merged(name: str) -> dict[str, Any]:
     return service
 
 
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> volume name or host path, for the short and the long volume syntax."""
+    out: dict[str, str] = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            source, _, rest = volume.partition(":")
+            target = rest.partition(":")[0] if rest else source
+            out[target] = source if rest else ""
+        else:
+            out[volume["target"]] = volume.get("source", "")
+    return out
+
+
 def dockerfile_of(service: dict[str, Any]) -> tuple[Path, Path]:
     build = service["build"]
     if isinstance(build, str):
         build = {"context": build}
     context = (BASE.parent / build.get("context", ".")).resolve()
     return context, context / build.get("dockerfile", "Dockerfile")
+
+
+DOCKERFILES = sorted({dockerfile_of(SERVICES[name])[1] for name in BUILT})
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -109,13 +142,16 @@ def exec_form(text: str) -> list[str]:
     return list(json.loads(text)) if text.startswith("[") else shlex.split(text)
 
 
+def image_cmd(dockerfile: Path) -> list[str]:
+    cmds = args_of(dockerfile, "CMD")
+    assert cmds, f"{dockerfile} has no CMD"
+    return exec_form(cmds[-1])
+
+
 def command_of(service: dict[str, Any]) -> list[str]:
     command = service.get("command")
     if command is None:
-        _, dockerfile = dockerfile_of(service)
-        cmds = args_of(dockerfile, "CMD")
-        assert cmds, f"{dockerfile} has no CMD and the service sets no command"
-        return exec_form(cmds[-1])
+        return image_cmd(dockerfile_of(service)[1])
     return list(command) if isinstance(command, list) else shlex.split(command)
 
 
@@ -150,10 +186,40 @@ def setting_of(variable: str) -> str:
     return variable.removeprefix(PREFIX).lower()
 
 
+def option(argv: list[str], *names: str) -> str:
+    i = next(i for i, a in enumerate(argv) if a in names)
+    return argv[i + 1]
+
+
+class Execed(Exception):
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+
+
+def celery_argv(command: list[str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The `celery worker` command line a `lookalike` worker command execs (os.execv stubbed: nothing starts)."""
+
+    def execv(path: str, argv: list[str]) -> None:
+        raise Execed(list(argv))
+
+    monkeypatch.setenv("LOOKALIKE_BROKER_URL", "redis://redis:6379/0")
+    monkeypatch.setattr(os, "execv", execv)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli.app, command[1:])
+    finally:
+        get_settings.cache_clear()
+    assert isinstance(result.exception, Execed), f"`{shlex.join(command)}` did not exec celery: {result.output}"
+    return result.exception.argv
+
+
+# --- the files and their commands ------------------------------------------------------------------------------
+
+
 def test_compose_spec_files_have_no_version_key() -> None:
     assert "version" not in BASE_DOC
     assert "version" not in GPU_DOC
-    assert BUILT == ["gateway", "migrate"]
+    assert BUILT == ["gateway", "ingest", "migrate", "models", "worker"]
 
 
 @pytest.mark.parametrize("name", BUILT)
@@ -161,9 +227,34 @@ def test_commands_resolve(name: str) -> None:
     assert_entry_point(command_of(SERVICES[name]))
 
 
-def test_dockerfile_cmd_resolves() -> None:
-    _, dockerfile = dockerfile_of(SERVICES["gateway"])
-    assert_entry_point(exec_form(args_of(dockerfile, "CMD")[-1]))
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfile_cmd_resolves(dockerfile: Path) -> None:
+    assert_entry_point(image_cmd(dockerfile))
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_each_service_has_its_own_dockerfile_and_command(name: str) -> None:
+    _, dockerfile = dockerfile_of(SERVICES[name])
+    assert dockerfile == REPO / "services" / name / "Dockerfile"
+    assert command_of(SERVICES[name]) == APP_SERVICES[name]
+    # Run without Compose (`docker run IMAGE`), the image does the same.
+    assert image_cmd(dockerfile) == APP_SERVICES[name]
+
+
+@pytest.mark.parametrize("name", sorted(CELERY_WORKERS))
+def test_worker_commands_start_celery_on_their_queue(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    module, queue = CELERY_WORKERS[name]
+    argv = celery_argv(command_of(SERVICES[name]), monkeypatch)
+    assert argv[1:4] == ["-m", "celery", "-A"] and argv[4] == module and "worker" in argv
+    assert option(argv, "--queues", "-Q") == queue
+    # The image's health check pings this worker by its node name, through the app it was started with.
+    _, dockerfile = dockerfile_of(SERVICES[name])
+    (check,) = args_of(dockerfile, "HEALTHCHECK")
+    probe = shlex.split(check.partition(" CMD ")[2])
+    assert probe[:4] == ["celery", "-A", module, "inspect"] and "ping" in probe
+    node = option(argv, "--hostname", "-n")
+    assert node == f"{queue}@%h"
+    assert option(probe, "--destination", "-d") == f"{queue}@$HOSTNAME"
 
 
 @pytest.mark.parametrize("name", BUILT)
@@ -178,15 +269,38 @@ def test_dockerfiles_exist_and_copy_what_exists(name: str) -> None:
             assert not any(fnmatch.fnmatch(src.rstrip("/"), p) for p in ignored), f"COPY {src}: in .dockerignore"
 
 
-def test_image_runs_as_non_root_with_a_healthcheck() -> None:
-    _, dockerfile = dockerfile_of(SERVICES["gateway"])
+def build_steps(dockerfile: Path) -> list[tuple[str, str]]:
+    steps = instructions(dockerfile)
+    last_user = max(i for i, (word, _) in enumerate(steps) if word == "USER")
+    return steps[: last_user + 1]
+
+
+def test_dockerfiles_share_their_build_steps() -> None:
+    # One set of build steps in three files: they differ only after `USER` (health check, port, command), so the
+    # images cannot drift apart and the builder reuses the layers.
+    gateway = REPO / "services" / "gateway" / "Dockerfile"
+    for name in ("worker", "ingest"):
+        other = REPO / "services" / name / "Dockerfile"
+        assert build_steps(other) == build_steps(gateway), f"{other} and {gateway} differ before `USER`"
+        tail = {word for word, _ in instructions(other)[len(build_steps(other)) :]}
+        assert tail <= {"HEALTHCHECK", "CMD"}, f"{other}: {tail}"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_images_run_as_non_root_with_a_healthcheck(dockerfile: Path) -> None:
     users = args_of(dockerfile, "USER")
     assert users and users[-1] not in {"root", "0"}
     (check,) = args_of(dockerfile, "HEALTHCHECK")
-    assert "/healthz" in check
-    from services.gateway.routes import health
+    if dockerfile.parent.name == "gateway":
+        assert "/healthz" in check
+        from services.gateway.routes import health
 
-    assert "/healthz" in {route.path for route in health.router.routes}  # type: ignore[attr-defined]
+        assert "/healthz" in {route.path for route in health.router.routes}  # type: ignore[attr-defined]
+    else:
+        assert "inspect ping" in check  # see test_worker_commands_start_celery_on_their_queue
+
+
+# --- settings ----------------------------------------------------------------------------------------------------
 
 
 def test_lookalike_variables_are_settings() -> None:
@@ -195,11 +309,10 @@ def test_lookalike_variables_are_settings() -> None:
         for name, svc in doc["services"].items():
             used |= {v: f"{path.name}: {name}" for v in environment(svc) if v.startswith(PREFIX)}
         used |= {v: f"{path.name}: ${{{v}}}" for v in INTERPOLATION.findall(path.read_text())}
-    _, dockerfile = dockerfile_of(SERVICES["gateway"])
-    for env in args_of(dockerfile, "ENV"):
-        used |= {
-            k: "Dockerfile ENV" for k, _, _ in (t.partition("=") for t in shlex.split(env)) if k.startswith(PREFIX)
-        }
+    for dockerfile in DOCKERFILES:
+        for env in args_of(dockerfile, "ENV"):
+            pairs = (t.partition("=") for t in shlex.split(env))
+            used |= {k: f"{dockerfile} ENV" for k, _, _ in pairs if k.startswith(PREFIX)}
     used |= {v: ".env.example" for v, _ in env_example()}
     unknown = {v: where for v, where in used.items() if setting_of(v) not in FIELDS}
     assert not unknown, f"not fields of lookalike.config.Settings: {unknown}"
@@ -218,37 +331,143 @@ def test_env_example_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch) ->
     assert from_file.model_dump() == Settings(_env_file=None).model_dump()
 
 
-def test_gateway_does_not_enable_the_distributed_mode_yet() -> None:
-    # The runtime refuses LOOKALIKE_BROKER_URL until the Celery runner and the worker services exist.
-    for path, doc in ((BASE, BASE_DOC), (GPU, GPU_DOC)):
-        for name, svc in doc["services"].items():
-            assert "LOOKALIKE_BROKER_URL" not in environment(svc), f"{path.name}: {name}"
+# --- the distributed wiring --------------------------------------------------------------------------------------
+
+
+def test_gateway_wiring() -> None:
+    gateway, postgres = SERVICES["gateway"], SERVICES["postgres"]
+    assert "8000:8000" in gateway["ports"]
+    env = environment(gateway)
+    url = urlsplit(env["LOOKALIKE_DATABASE_URL"] or "")
+    pg = environment(postgres)
+    assert (url.hostname, url.port, url.username, url.password, url.path.lstrip("/")) == (
+        "postgres",
+        5432,
+        pg["POSTGRES_USER"],
+        pg["POSTGRES_PASSWORD"],
+        pg["POSTGRES_DB"],
+    )
+    assert environment(SERVICES["migrate"])["LOOKALIKE_DATABASE_URL"] == env["LOOKALIKE_DATABASE_URL"]
+    assert env["LOOKALIKE_MODEL_PACK"] == "${LOOKALIKE_MODEL_PACK:-buffalo_s}"
+    assert mounts(gateway).keys() >= {env["LOOKALIKE_DATA_DIR"], env["LOOKALIKE_MODEL_ROOT"]}
+    assert env["LOOKALIKE_DATA_DIR"] == "/data"
+    assert env["LOOKALIKE_MODEL_ROOT"] == "/home/app/.insightface"
+
+
+def test_gateway_runs_distributed_on_the_redis_service() -> None:
+    url = urlsplit(environment(SERVICES["gateway"])["LOOKALIKE_BROKER_URL"] or "")
+    assert url.scheme == "redis"
+    assert url.hostname == "redis" and "redis" in SERVICES
+    assert url.port in {None, 6379}
+    assert SERVICES["redis"]["image"].startswith("redis")
+
+
+@pytest.mark.parametrize("variable", ["LOOKALIKE_DATABASE_URL", "LOOKALIKE_BROKER_URL"])
+def test_gateway_and_workers_share_the_database_and_the_broker(variable: str) -> None:
+    values = {name: environment(SERVICES[name]).get(variable) for name in APP_SERVICES}
+    assert len(set(values.values())) == 1 and None not in values.values(), values
+    # The GPU overlay leaves them alone.
+    assert {name: environment(merged(name)).get(variable) for name in APP_SERVICES} == values
+
+
+def test_admin_token_is_required_and_only_given_to_the_gateway() -> None:
+    # Compose refuses to start without it (`:?`): the admin API is how re-indexing reaches the ingestion worker.
+    token = environment(SERVICES["gateway"])["LOOKALIKE_ADMIN_TOKEN"] or ""
+    assert re.fullmatch(r"\$\{LOOKALIKE_ADMIN_TOKEN:\?[^}]+\}", token), token
+    for name, svc in SERVICES.items():
+        if name != "gateway":
+            assert "LOOKALIKE_ADMIN_TOKEN" not in environment(svc), f"{name} does not need the admin token"
+
+
+def test_photos_are_shared_by_the_gateway_and_ingest_only() -> None:
+    data = {name: environment(SERVICES[name])["LOOKALIKE_DATA_DIR"] for name in APP_SERVICES}
+    gateway_volume = mounts(SERVICES["gateway"])[data["gateway"] or ""]
+    assert gateway_volume == "lookalike-data"
+    # The ingestion worker writes member photos where the gateway serves them from.
+    assert mounts(SERVICES["ingest"]).get(data["ingest"] or "") == gateway_volume
+    # The diagnose worker needs no photo and no shared index file: no volume at or around its data dir.
+    worker_data = Path(data["worker"] or "")
+    worker_mounts = mounts(SERVICES["worker"])
+    for target, source in worker_mounts.items():
+        assert source != gateway_volume, f"worker mounts {source}"
+        path = Path(target)
+        overlap = path == worker_data or worker_data in path.parents or path in worker_data.parents
+        assert not overlap, f"worker mounts {source or 'a volume'} at {target}, over its data dir {worker_data}"
+    assert set(worker_mounts) == {environment(SERVICES["worker"])["LOOKALIKE_MODEL_ROOT"]}
+
+
+def test_model_services_share_one_model_cache() -> None:
+    for name in MODEL_SERVICES:
+        env = environment(SERVICES[name])
+        assert mounts(SERVICES[name]).get(env["LOOKALIKE_MODEL_ROOT"] or "") == "model-cache", name
+
+
+def test_models_are_fetched_once_before_their_users_start() -> None:
+    assert command_of(SERVICES["models"]) == ["lookalike", "models", "verify"]
+    for name in APP_SERVICES:
+        assert SERVICES[name]["depends_on"]["models"] == {"condition": "service_completed_successfully"}, name
+
+
+def test_every_service_that_runs_models_uses_one_pack() -> None:
+    setting = "LOOKALIKE_MODEL_PACK"
+    # Which services name a pack: exactly the model services, and every built service but the migration.
+    assert {name for name, svc in SERVICES.items() if setting in environment(svc)} == MODEL_SERVICES
+    assert set(BUILT) - MODEL_SERVICES == {"migrate"}
+    for view, get in (("base", lambda n: SERVICES[n]), ("gpu", merged)):
+        packs = {name: environment(get(name))[setting] for name in MODEL_SERVICES}
+        assert len(set(packs.values())) == 1, f"{view}: embeddings of different packs never mix: {packs}"
+
+
+def test_redis_keeps_nothing_on_disk() -> None:
+    # Upload bytes wait in Redis: no RDB snapshot, no append-only file, no volume for them (README, Privacy).
+    redis = SERVICES["redis"]
+    command = command_of(redis)
+    assert command[0] == "redis-server"
+    assert option(command, "--save") == ""
+    assert option(command, "--appendonly") == "no"
+    assert not redis.get("volumes")
+
+
+# --- the GPU overlay ---------------------------------------------------------------------------------------------
 
 
 def test_gpu_overlay_only_touches_what_it_must() -> None:
     assert set(GPU_DOC) == {"services"}
     assert set(GPU_SERVICES) <= set(SERVICES)
-    assert set(GPU_SERVICES) == {"gateway"}
+    # The diagnose worker goes on the GPU; the others only follow it to the same model pack.
+    assert set(GPU_SERVICES) == MODEL_SERVICES
     for name, svc in GPU_SERVICES.items():
         assert set(svc) <= GPU_KEYS, f"{name}: {set(svc) - GPU_KEYS}"
+        if name != "worker":
+            assert set(svc) == {"environment"}, name
+            assert environment(svc) == {"LOOKALIKE_MODEL_PACK": "buffalo_l"}, name
 
 
 def test_gpu_overlay_swaps_the_runtime_and_reserves_a_gpu() -> None:
-    gateway = GPU_SERVICES["gateway"]
-    _, dockerfile = dockerfile_of(merged("gateway"))
+    worker = GPU_SERVICES["worker"]
+    _, dockerfile = dockerfile_of(merged("worker"))
     declared = dict(a.partition("=")[::2] for a in args_of(dockerfile, "ARG"))
     assert declared.get("ORT_PACKAGE") == "onnxruntime"
-    assert set(gateway["build"]) == {"args"}
-    assert set(gateway["build"]["args"]) <= set(declared)
-    assert gateway["build"]["args"]["ORT_PACKAGE"] == "onnxruntime-gpu"
-    (device,) = gateway["deploy"]["resources"]["reservations"]["devices"]
+    assert set(worker["build"]) == {"args"}
+    assert set(worker["build"]["args"]) <= set(declared)
+    assert worker["build"]["args"]["ORT_PACKAGE"] == "onnxruntime-gpu"
+    (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
-    env = environment(gateway)
+    env = environment(worker)
     assert env["LOOKALIKE_MODEL_PACK"] == "buffalo_l"
     providers = Settings(providers=env["LOOKALIKE_PROVIDERS"]).providers
     assert providers == list(PREFERRED)
-    # The migration container keeps the CPU image.
-    assert "args" not in merged("migrate")["build"]
+    # A few processes share the GPU, not one per core.
+    assert 0 < Settings(worker_concurrency=env["LOOKALIKE_WORKER_CONCURRENCY"]).worker_concurrency <= 4
+    # Everything else keeps the CPU image and its CPU provider.
+    for name in set(BUILT) - {"worker"}:
+        svc = merged(name)
+        assert "args" not in svc["build"], name
+        assert "deploy" not in svc, name
+        assert "LOOKALIKE_PROVIDERS" not in environment(svc), name
+
+
+# --- order and restarts ------------------------------------------------------------------------------------------
 
 
 def test_healthchecks() -> None:
@@ -280,7 +499,12 @@ def test_depends_on_conditions_are_valid() -> None:
                 # a one-shot: restarting it would never let the dependent start
                 assert SERVICES[dep].get("restart", "no") == "no", f"{dep} must not restart"
     assert SERVICES["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    assert SERVICES["gateway"]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
+    for name in APP_SERVICES:
+        assert SERVICES[name]["depends_on"] == {
+            "migrate": {"condition": "service_completed_successfully"},
+            "models": {"condition": "service_completed_successfully"},
+            "redis": {"condition": "service_healthy"},
+        }, name
 
 
 def test_restart_policies_are_strings() -> None:
@@ -288,52 +512,64 @@ def test_restart_policies_are_strings() -> None:
     for name, svc in SERVICES.items():
         if "restart" in svc:
             assert svc["restart"] in {"no", "always", "on-failure", "unless-stopped"}, f"{name}: {svc['restart']!r}"
-
-
-def test_gateway_wiring() -> None:
-    gateway, postgres = SERVICES["gateway"], SERVICES["postgres"]
-    assert "8000:8000" in gateway["ports"]
-    env = environment(gateway)
-    url = urlsplit(env["LOOKALIKE_DATABASE_URL"] or "")
-    pg = environment(postgres)
-    assert (url.hostname, url.port, url.username, url.password, url.path.lstrip("/")) == (
-        "postgres",
-        5432,
-        pg["POSTGRES_USER"],
-        pg["POSTGRES_PASSWORD"],
-        pg["POSTGRES_DB"],
-    )
-    assert environment(SERVICES["migrate"])["LOOKALIKE_DATABASE_URL"] == env["LOOKALIKE_DATABASE_URL"]
-    assert env["LOOKALIKE_MODEL_PACK"] == "${LOOKALIKE_MODEL_PACK:-buffalo_s}"
-    mounts = {v.split(":")[1]: v.split(":")[0] for v in gateway["volumes"]}
-    assert mounts.keys() >= {env["LOOKALIKE_DATA_DIR"], env["LOOKALIKE_MODEL_ROOT"]}
-    assert env["LOOKALIKE_DATA_DIR"] == "/data"
-    assert env["LOOKALIKE_MODEL_ROOT"] == "/home/app/.insightface"
+    for name in ONE_SHOTS:
+        assert SERVICES[name]["restart"] == "no", name
+    for name in set(SERVICES) - ONE_SHOTS:
+        assert SERVICES[name]["restart"] == "unless-stopped", name
 
 
 def test_named_volumes_are_declared() -> None:
     declared = set(BASE_DOC.get("volumes") or {})
+    used = set()
     for name, svc in SERVICES.items():
-        for volume in svc.get("volumes") or []:
-            source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
+        for target, source in mounts(svc).items():
             if source and not source.startswith((".", "/", "~")):
-                assert source in declared, f"{name}: volume {source} is not declared"
+                assert source in declared, f"{name}: volume {source} at {target} is not declared"
+                used.add(source)
+    assert declared == used, f"declared, never mounted: {declared - used}"
 
 
-def test_docker_compose_config() -> None:
+# --- the compose CLI, where there is one -------------------------------------------------------------------------
+
+
+def compose_cli() -> list[str]:
+    """`docker compose` (v2), else `docker-compose` (v1: enough to parse, merge and interpolate), else skip."""
     docker = shutil.which("docker")
-    if docker is None:
-        pytest.skip("no docker CLI")
-    version = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=60)
-    if version.returncode != 0:
-        pytest.skip(f"no `docker compose` plugin: {(version.stderr or version.stdout).strip()[:200]}")
+    if docker is not None:
+        version = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=60)
+        if version.returncode == 0:
+            return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    if legacy is not None:
+        return [legacy]
+    pytest.skip("no `docker compose` plugin and no docker-compose")
+
+
+def compose_config(env_file: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)} | env
     run = subprocess.run(
-        [docker, "compose", "-f", BASE.name, "-f", GPU.name, "config", "-q"],
+        [*compose_cli(), "--env-file", str(env_file), "-f", BASE.name, "-f", GPU.name, "config", "-q"],
         cwd=REPO,
+        env=clean,
         capture_output=True,
         text=True,
         timeout=120,
     )
     if run.returncode != 0 and re.search(r"docker daemon|docker\.sock|Cannot connect", run.stderr, re.IGNORECASE):
         pytest.skip(f"docker compose config needs an engine here: {run.stderr.strip()[:200]}")
+    return run
+
+
+def test_docker_compose_config(tmp_path: Path) -> None:
+    empty = tmp_path / ".env"
+    empty.write_text("")
+    run = compose_config(empty, LOOKALIKE_ADMIN_TOKEN="0123456789abcdef0123456789abcdef")
     assert run.returncode == 0, run.stderr
+
+
+def test_docker_compose_refuses_to_start_without_an_admin_token(tmp_path: Path) -> None:
+    empty = tmp_path / ".env"
+    empty.write_text("LOOKALIKE_ADMIN_TOKEN=\n")
+    run = compose_config(empty)
+    assert run.returncode != 0
+    assert "LOOKALIKE_ADMIN_TOKEN" in run.stderr
