@@ -9,9 +9,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,15 +72,7 @@ def _buffalo_s() -> ModelPack:
 def _buffalo_l(model_root: Path, *, download: bool) -> ModelPack:
     pack_dir = model_root / "models" / "buffalo_l"
     if download and not all((pack_dir / f).is_file() for f in BUFFALO_L_FILES):
-        from insightface.utils.storage import ensure_available
-
-        try:
-            ensure_available("models", "buffalo_l", root=str(model_root))
-        except Exception as exc:  # requests/urllib raise many types; all mean "could not fetch"
-            raise ModelUnavailable(
-                f"buffalo_l is not in {pack_dir} and could not be downloaded from insightface's model store "
-                f"({type(exc).__name__}: {exc}). Copy the pack there or use LOOKALIKE_MODEL_PACK=buffalo_s."
-            ) from exc
+        _download_buffalo_l(model_root, pack_dir)
     return _with_recorded_sha256(
         ModelPack(
             name="buffalo_l",
@@ -86,6 +81,30 @@ def _buffalo_l(model_root: Path, *, download: bool) -> ModelPack:
             source="insightface model store",
         )
     )
+
+
+def _download_buffalo_l(model_root: Path, pack_dir: Path) -> None:
+    """Download once per host even when many worker processes start together: a file lock serialises them, and
+    the pack is unpacked beside its final place and renamed in, so nobody sees (or pins) half-extracted files."""
+    from insightface.utils.storage import ensure_available
+
+    pack_dir.parent.mkdir(parents=True, exist_ok=True)
+    with (pack_dir.parent / ".buffalo_l.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if all((pack_dir / f).is_file() for f in BUFFALO_L_FILES):
+            return
+        staging = Path(tempfile.mkdtemp(prefix=".buffalo_l-", dir=pack_dir.parent))
+        try:
+            ensure_available("models", "buffalo_l", root=str(staging))
+            shutil.rmtree(pack_dir, ignore_errors=True)
+            (staging / "models" / "buffalo_l").replace(pack_dir)
+        except Exception as exc:  # requests/urllib raise many types; all mean "could not fetch"
+            raise ModelUnavailable(
+                f"buffalo_l is not in {pack_dir} and could not be downloaded from insightface's model store "
+                f"({type(exc).__name__}: {exc}). Copy the pack there or use LOOKALIKE_MODEL_PACK=buffalo_s."
+            ) from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _classify_dir(directory: Path) -> ModelPack:
