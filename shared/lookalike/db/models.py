@@ -62,6 +62,22 @@ class Member(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     group: Mapped[Group] = relationship(back_populates="members")
     photos: Mapped[list[Photo]] = relationship(back_populates="member", cascade="all, delete-orphan")
+    sources: Mapped[list[Source]] = relationship(back_populates="member", cascade="all, delete-orphan")
+
+
+class Source(Base):
+    """Where a member's photos come from: image_url | web_page | folder | zip | search."""
+
+    __tablename__ = "sources"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_scraped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    member: Mapped[Member] = relationship(back_populates="sources")
 
 
 class Photo(Base):
@@ -75,9 +91,14 @@ class Photo(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Provenance: the page the picture was found on (None for direct URLs, uploads and folders).
+    page_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # ok | flagged | rejected | approved
+    # ok | flagged | rejected | approved (a human said ok) | excluded (a human said no)
     status: Mapped[str] = mapped_column(String(16), default="ok")
+    # Why curation decided so (wrong_person, other_member:<slug>, too_small, ...) and how sure it was.
+    reason: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     member: Mapped[Member] = relationship(back_populates="photos")
     faces: Mapped[list[Face]] = relationship(back_populates="photo", cascade="all, delete-orphan")
@@ -140,6 +161,8 @@ class Job(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Counts per stage while the job runs (scrape: fetched, refused, duplicates, faces, kept, flagged...).
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Last time a message for this job was sent to the broker (the reconciler re-sends stale ones).
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
