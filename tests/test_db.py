@@ -251,13 +251,13 @@ def _jobs(settings: Settings) -> None:
     async def run() -> None:
         try:
             runner = runtime.runner
-            job = await runner.submit_diagnose(
-                (FACES / "probes" / "saito_asuka" / "12.jpg").read_bytes(), group=DEMO_GROUP
+            job = await runner.submit(
+                "diagnose", {"group": DEMO_GROUP}, data=(FACES / "probes" / "saito_asuka" / "12.jpg").read_bytes()
             )
             state = await runner.wait(job, 60)
             assert state is not None and state.status == "done" and state.result is not None
             assert state.result["faces"][0]["matches"][0]["slug"] == "saito_asuka"
-            job = await runner.submit_diagnose((FACES / "noface" / "04.jpg").read_bytes(), group=None)
+            job = await runner.submit("diagnose", {"group": None}, data=(FACES / "noface" / "04.jpg").read_bytes())
             state = await runner.wait(job, 60)
             assert state is not None and state.status == "failed" and state.error is not None
             assert state.error["code"] == NoFace.code and state.error["status"] == 422

@@ -25,8 +25,24 @@ MULTIPART_OVERHEAD = 64 * 1024
 log = logging.getLogger(__name__)
 
 
+class ConfigurationError(RuntimeError):
+    """Settings the gateway refuses to start with."""
+
+
+def check_settings(settings: Settings) -> None:
+    # Re-indexing, scraping and uploads reach the ingestion worker only through the admin API: a distributed
+    # gateway without a token could not be administered (and the CLI would have to run beside the database).
+    if settings.distributed and not settings.admin_token:
+        raise ConfigurationError(
+            "LOOKALIKE_BROKER_URL is set (distributed mode) but LOOKALIKE_ADMIN_TOKEN is not: the distributed "
+            'gateway needs an admin token of 32+ characters, e.g. python -c "import secrets; '
+            'print(secrets.token_hex(16))"'
+        )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    check_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

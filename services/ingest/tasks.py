@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from lookalike.config import get_settings
-from lookalike.jobs.celery_app import REINDEX_TASK, make_celery
-from lookalike.jobs.worker import deliver_reindex
+from lookalike.jobs.celery_app import make_celery
+from lookalike.jobs.functions import task_name
+from lookalike.jobs.worker import deliver
 
 app = make_celery(get_settings())
 
 
-@app.task(name=REINDEX_TASK)  # type: ignore[untyped-decorator]
+@app.task(name=task_name("reindex"))  # type: ignore[untyped-decorator]
 def reindex(job_id: str) -> str:
-    return deliver_reindex(job_id).status
+    return deliver("reindex", job_id).status
+
+
+@app.task(name=task_name("scrape"))  # type: ignore[untyped-decorator]
+def scrape(job_id: str) -> str:
+    return deliver("scrape", job_id).status
+
+
+@app.task(name=task_name("upload"))  # type: ignore[untyped-decorator]
+def upload(job_id: str) -> str:
+    return deliver("upload", job_id).status

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from lookalike.config import get_settings
-from lookalike.jobs.celery_app import DIAGNOSE_TASK, make_celery
-from lookalike.jobs.worker import deliver_diagnose
+from lookalike.jobs.celery_app import make_celery
+from lookalike.jobs.functions import task_name
+from lookalike.jobs.worker import deliver
 
 app = make_celery(get_settings())
 
 
-@app.task(name=DIAGNOSE_TASK)  # type: ignore[untyped-decorator]
+@app.task(name=task_name("diagnose"))  # type: ignore[untyped-decorator]
 def diagnose(job_id: str) -> str:
-    return deliver_diagnose(job_id).status
+    return deliver("diagnose", job_id).status

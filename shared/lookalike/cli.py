@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,13 +14,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from lookalike.config import get_settings
+from lookalike.config import Settings, get_settings
 from lookalike.errors import LookalikeError
 
 app = typer.Typer(help="Face-lookalike diagnosis: which gallery members does each face resemble?", no_args_is_help=True)
 models_app = typer.Typer(help="Model packs.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 err = Console(stderr=True)
+SLUG_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
 
 
 @contextmanager
@@ -289,6 +291,313 @@ def models_verify(
     for name, digest in digests.items():
         print(f"ok {name} sha256={digest}")
     print(f"pack {resolved.name} verified ({resolved.source})")
+
+
+# --------------------------------------------------------------------------- administration without a token
+#
+# The admin API's work, for a deployment that runs without LOOKALIKE_ADMIN_TOKEN (or from the ingest host).
+
+group_app = typer.Typer(help="Groups (galleries).", no_args_is_help=True)
+member_app = typer.Typer(help="Members of a group.", no_args_is_help=True)
+source_app = typer.Typer(help="Where a member's photos come from.", no_args_is_help=True)
+review_app = typer.Typer(help="Photos curation flagged for a human.", no_args_is_help=True)
+app.add_typer(group_app, name="group")
+app.add_typer(member_app, name="member")
+app.add_typer(source_app, name="source")
+app.add_typer(review_app, name="review")
+
+
+def _admin_settings() -> Settings:
+    from lookalike.db.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.sqlalchemy_url)
+    return settings
+
+
+def _pack_name(settings: Settings) -> str:
+    from lookalike.models.packs import resolve_pack
+
+    return resolve_pack(settings.model_pack, model_root=settings.model_root, download=False).name
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]error[/red] {what} {item!r} is not KEY=VALUE")
+            raise typer.Exit(2)
+        out[key] = value
+    return out
+
+
+def _print_deleted(deleted: dict[str, int]) -> None:
+    print("deleted: " + ", ".join(f"{n} {what}" for what, n in deleted.items()))
+
+
+@group_app.command("create")
+def group_create(
+    slug: Annotated[str, typer.Argument(help="Group slug (a-z, 0-9, _ and -)")],
+    name: Annotated[str, typer.Argument(help="Display name")],
+) -> None:
+    """Create an empty group."""
+    from lookalike import admin
+
+    if not re.fullmatch(SLUG_PATTERN, slug):
+        fail(LookalikeError(f"{slug!r} is not a slug (a-z, 0-9, _ and -, at most 64)", code="invalid_parameter"))
+    try:
+        admin.create_group(_admin_settings(), slug, name)
+    except LookalikeError as exc:
+        fail(exc)
+    print(f"group {slug} created")
+
+
+@group_app.command("list")
+def group_list() -> None:
+    """Groups with their members, photos per status and active index version."""
+    from lookalike.db import repository as repo
+    from lookalike.db.engine import session_scope
+
+    settings = _admin_settings()
+    with session_scope(settings.sqlalchemy_url) as session:
+        active = repo.active_version_rows(session, _pack_name(settings))
+        photos = repo.photo_counts(session)
+        for g in repo.list_groups(session):
+            version = active[g.id].id if g.id in active else None
+            counts = ", ".join(f"{n} {s}" for s, n in sorted(photos.get(g.id, {}).items())) or "no photos"
+            print(f"{g.slug}\t{g.name}\t{len(g.members)} members\t{counts}\tindex version {version}")
+
+
+@group_app.command("delete")
+def group_delete(
+    slug: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+) -> None:
+    """Delete a group with its members, photos, faces, sources and index versions."""
+    from lookalike import admin
+
+    if not yes:
+        typer.confirm(f"delete group {slug} and everything in it?", abort=True)
+    try:
+        deleted = admin.delete_group(_admin_settings(), slug)
+    except LookalikeError as exc:
+        fail(exc)
+    _print_deleted(deleted.as_dict())
+
+
+@member_app.command("add")
+def member_add(
+    group: Annotated[str, typer.Argument(help="Group slug")],
+    slug: Annotated[str, typer.Argument(help="Member slug")],
+    name: Annotated[str, typer.Argument(help="Display name")],
+    meta: Annotated[list[str] | None, typer.Option("--meta", help="KEY=VALUE, repeatable")] = None,
+) -> None:
+    """Add a member (no photos yet: add sources and scrape, or upload through the API)."""
+    from lookalike import admin
+
+    if not re.fullmatch(SLUG_PATTERN, slug):
+        fail(LookalikeError(f"{slug!r} is not a slug (a-z, 0-9, _ and -, at most 64)", code="invalid_parameter"))
+    try:
+        member_id = admin.create_member(_admin_settings(), group, slug, name, dict(_pairs(meta or [], "meta")))
+    except LookalikeError as exc:
+        fail(exc)
+    print(f"member {member_id} {group}/{slug} added")
+
+
+@member_app.command("delete")
+def member_delete(member_id: int) -> None:
+    """Delete a member, its photos, faces and sources, and publish its group without it."""
+    from lookalike import admin
+
+    settings = _admin_settings()
+    try:
+        done = admin.delete_member(settings, member_id, model_pack=_pack_name(settings))
+    except LookalikeError as exc:
+        fail(exc)
+    _print_deleted(done.deleted.as_dict())
+    if done.index_version is not None:
+        print(f"group {done.group}: index version {done.index_version} active")
+    else:
+        print(f"group {done.group}: no index version active (nothing usable left, or see the error)")
+    if done.reindex_error:
+        err.print(f"[red]error[/red] re-index: {done.reindex_error['code']}: {done.reindex_error['message']}")
+        raise typer.Exit(2)
+
+
+@source_app.command("add")
+def source_add(
+    member_id: int,
+    kind: Annotated[str, typer.Argument(help="image_url, web_page, folder, zip or search")],
+    value: Annotated[str, typer.Argument(help="URL, path or query")],
+    option: Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE, repeatable (e.g. depth=0)")] = None,
+) -> None:
+    """Add a photo source to a member (validated, nothing fetched until `lookalike scrape`)."""
+    from lookalike.ingest.scrape import add_sources
+
+    options: dict[str, object] = dict(_pairs(option or [], "option"))
+    try:
+        [source_id] = add_sources(_admin_settings(), member_id, [(kind, value, options)])
+    except LookalikeError as exc:
+        fail(exc)
+    print(f"source {source_id} added to member {member_id}")
+
+
+@source_app.command("list")
+def source_list(member_id: int) -> None:
+    """A member's sources, with when each was last scraped and its last error."""
+    from lookalike.db import repository as repo
+    from lookalike.db.engine import session_scope
+
+    settings = _admin_settings()
+    with session_scope(settings.sqlalchemy_url) as session:
+        for s in repo.member_sources(session, member_id):
+            print(f"{s.id}\t{s.kind}\t{s.value}\t{s.options or {}}\tlast {s.last_scraped_at}\t{s.last_error or ''}")
+
+
+@app.command()
+def scrape(
+    member: Annotated[int | None, typer.Option("--member", help="Only this member id")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="Only this group")] = None,
+    all_members: Annotated[bool, typer.Option("--all", help="Every active member")] = False,
+) -> None:
+    """Fetch, curate and publish member photos from their sources, here (the job the admin API queues)."""
+    from lookalike.jobs.functions import finish, progress_writer, record_job, run_job
+    from lookalike.jobs.runner import new_job_id
+    from lookalike.runtime import build_context
+
+    if (member is not None) + (group is not None) + all_members != 1:
+        fail(LookalikeError("give exactly one of --member, --group or --all", code="invalid_parameter"))
+    params: dict[str, object]
+    if member is not None:
+        params, scope = {"member_id": member}, f"member:{member}"
+    elif group is not None:
+        params, scope = {"group": group}, f"group:{group}"
+    else:
+        params, scope = {"all": True}, "all"
+    settings = _admin_settings()
+    ctx = build_context(settings)
+    job_id = new_job_id()
+    try:
+        # A job row like the API's: the same scope cannot be scraped twice at once, and /admin/jobs shows it.
+        record_job(settings, job_id=job_id, kind="scrape", params=params, lock_key=f"scrape:{scope}")
+    except LookalikeError as exc:
+        fail(exc)
+    from lookalike.ingest.scrape import scrape_job
+
+    store = progress_writer(settings, job_id)
+    with progress_bar(f"scrape {scope}") as bar:
+        task = bar.add_task("members", total=None)
+
+        def progress(counts: dict[str, object]) -> None:
+            store(counts)
+            totals = counts.get("totals")
+            stored = totals.get("stored", 0) if isinstance(totals, dict) else 0
+            bar.update(
+                task,
+                total=counts.get("members_total"),  # type: ignore[arg-type]
+                completed=counts.get("members_done", 0),  # type: ignore[arg-type]
+                description=f"{counts.get('stage')} ({stored} stored)",
+            )
+
+        try:
+            state = run_job(settings, job_id, lambda p: scrape_job(ctx, p, progress=progress))
+        except BaseException:
+            # Ctrl-C: end the job, or its scope would stay locked with no process to finish it.
+            error = {"code": "interrupted", "message": "the scrape was interrupted", "status": 500}
+            finish(settings, job_id, error=error)
+            raise
+    if state.status != "done" or state.result is None:
+        error = state.error or {}
+        fail(LookalikeError(str(error.get("message", "the scrape failed")), code=str(error.get("code", "error"))))
+        return
+    result = state.result
+    print(_scrape_summary(result))
+
+
+def _scrape_summary(result: dict[str, object]) -> str:
+    lines = []
+    members = result.get("members")
+    if isinstance(members, dict):
+        for key, c in members.items():
+            refused = ", ".join(f"{r} {n}" for r, n in sorted(c["refused"].items())) or "none"
+            lines.append(
+                f"{key}: {c['candidates']} candidates, {c['stored']} stored, {c['duplicates']} duplicates, "
+                f"{c['unreadable']} unreadable; ok {c['ok']}, flagged {c['flagged']}, rejected {c['rejected']}; "
+                f"refused: {refused}"
+            )
+    totals = result.get("totals")
+    if isinstance(totals, dict):
+        lines.append(
+            f"total: {totals['candidates']} candidates, {totals['stored']} stored; ok {totals['ok']}, "
+            f"flagged {totals['flagged']}, rejected {totals['rejected']}; refused {sum(totals['refused'].values())}"
+        )
+    versions = result.get("index_versions")
+    if isinstance(versions, dict):
+        for group, v in versions.items():
+            if "version_id" in v:
+                lines.append(f"group {group}: index version {v['version_id']} active, {v['n_faces']} faces")
+            else:
+                lines.append(f"group {group}: no index version ({v['error']['code']})")
+    return "\n".join(lines)
+
+
+@review_app.command("list")
+def review_list(group: Annotated[str | None, typer.Option("--group")] = None) -> None:
+    """Flagged photos: id, member, reason, score, faces, where they came from."""
+    from lookalike.db import repository as repo
+    from lookalike.db.engine import session_scope
+
+    settings = _admin_settings()
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = repo.review_queue(session, group=group, limit=10_000)
+        for row in rows:
+            p = row.photo
+            faces = ",".join(str(f.id) for f in sorted(p.faces, key=lambda f: f.id)) or "-"
+            print(
+                f"{p.id}\t{row.group}/{row.member.slug}\t{p.reason}\t{p.score}\tfaces {faces}\t"
+                f"{settings.photo_dir / p.path}\t{p.source_url or ''}"
+            )
+        err.print(f"{len(rows)} photos to review")
+
+
+def _review(ids: list[int], *, approve: bool, face: int | None, reindex_after: bool) -> None:
+    from lookalike import admin
+    from lookalike.ingest.scrape import reindex_when_free
+
+    settings = _admin_settings()
+    groups: set[str] = set()
+    try:
+        for photo_id in ids:
+            done = admin.review(settings, photo_id, approve=approve, face_id=face)
+            groups.add(done.group)
+            print(f"photo {done.photo_id}: {done.status}")
+        if reindex_after:
+            pack = _pack_name(settings)
+            for slug in sorted(groups):
+                built = reindex_when_free(settings, slug, model_pack=pack)
+                print(f"group {slug}: index version {built.version_id} active, {built.n_faces} faces")
+    except LookalikeError as exc:
+        fail(exc)
+
+
+@review_app.command("approve")
+def review_approve(
+    photo_ids: Annotated[list[int], typer.Argument(help="Photo ids")],
+    face: Annotated[int | None, typer.Option("--face", help="The member's face id, when a photo shows several")] = None,
+    reindex_after: Annotated[bool, typer.Option("--reindex/--no-reindex")] = True,
+) -> None:
+    """The photos show the member: keep them (and re-index their groups once)."""
+    _review(photo_ids, approve=True, face=face, reindex_after=reindex_after)
+
+
+@review_app.command("reject")
+def review_reject(
+    photo_ids: Annotated[list[int], typer.Argument(help="Photo ids")],
+    reindex_after: Annotated[bool, typer.Option("--reindex/--no-reindex")] = True,
+) -> None:
+    """The photos do not belong to the gallery: exclude them for good (and re-index their groups once)."""
+    _review(photo_ids, approve=False, face=None, reindex_after=reindex_after)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m lookalike.cli`

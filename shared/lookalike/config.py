@@ -12,9 +12,15 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# 128 bits written as hex: a shorter admin token makes every process refuse to start.
+MIN_ADMIN_TOKEN_CHARS = 32
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", env_file=".env", extra="ignore")
+    # Values stay out of error messages: they may be secrets (the admin token, passwords in database URLs).
+    model_config = SettingsConfigDict(
+        env_prefix="LOOKALIKE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Path("./data")
     # Empty means SQLite at <data_dir>/lookalike.db.
@@ -71,7 +77,24 @@ class Settings(BaseSettings):
     # Processes per `lookalike worker` (0: one per core).
     worker_concurrency: int = 0
 
-    @field_validator("providers", mode="before")
+    # Scraping. Seconds between two requests to one host; whole-download deadline; hosts, host:port, IPs or CIDRs
+    # allowed past the private-address guard (for a gallery site on your own network; never metadata endpoints).
+    fetch_interval_s: float = 1.0
+    fetch_deadline_s: float = 20.0
+    fetch_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_token(cls, value: str) -> str:
+        value = value.strip()
+        if value and len(value) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(
+                f"LOOKALIKE_ADMIN_TOKEN is {len(value)} characters; it must have at least {MIN_ADMIN_TOKEN_CHARS} "
+                '(128 bits as hex), e.g. python -c "import secrets; print(secrets.token_hex(16))"'
+            )
+        return value
+
+    @field_validator("providers", "fetch_allow", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
         if isinstance(value, str):

@@ -69,10 +69,11 @@ async def diagnose(
         raise InvalidParameter(f"the image is over {limit} bytes", code="upload_too_large", status=413)
     if not data:
         raise InvalidParameter("the image field is empty", code="not_an_image", status=415)
-    job_id = await runtime.runner.submit_diagnose(data, group=group)
+    job_id = await runtime.runner.submit("diagnose", {"group": group}, data=data)
     state = await runtime.runner.wait(job_id, 0.0 if run_async else runtime.settings.diagnose_wait_s)
     assert state is not None  # the row was committed before submit returned
-    if not state.finished:
+    # An async request is always a 202, even when a fast worker has already finished the job.
+    if run_async or not state.finished:
         return accepted(state)
     if state.status == "failed":
         raise failure(state)

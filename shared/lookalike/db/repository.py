@@ -13,9 +13,9 @@ import numpy as np
 from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from lookalike.db.models import Face, Group, IndexVersion, Job, Member, Photo, utcnow
+from lookalike.db.models import Face, Group, IndexVersion, Job, Member, Photo, Source, utcnow
 
-__all__ = ["Face", "Group", "IndexVersion", "Job", "Member", "Photo"]
+__all__ = ["Face", "Group", "IndexVersion", "Job", "Member", "Photo", "Source"]
 from lookalike.index.scoring import IntArray
 from lookalike.pipeline.types import FloatArray
 
@@ -334,3 +334,192 @@ def queued_counts(session: Session) -> dict[str, int]:
     """Accepted jobs no worker has started yet, by kind: the depth of each queue."""
     rows = session.execute(select(Job.kind, func.count()).where(Job.status == "queued").group_by(Job.kind)).all()
     return {kind: int(n) for kind, n in rows}
+
+
+def set_progress(session: Session, job_id: str, counts: dict[str, Any]) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(progress=counts))
+
+
+def member_sources(session: Session, member_id: int) -> list[Source]:
+    return list(session.scalars(select(Source).where(Source.member_id == member_id).order_by(Source.id)))
+
+
+def mark_source_scraped(session: Session, source_id: int, *, error: str | None) -> None:
+    session.execute(update(Source).where(Source.id == source_id).values(last_scraped_at=utcnow(), last_error=error))
+
+
+def member_phashes(session: Session, member_id: int) -> list[str]:
+    """Perceptual hashes of every photo the member has, whatever its status (a rejected photo stays rejected)."""
+    rows = session.scalars(select(Photo.phash).where(Photo.member_id == member_id, Photo.phash.is_not(None)))
+    return [p for p in rows if p]
+
+
+def impostor_faces(session: Session, group: Group, model_pack: str) -> FloatArray:
+    """Embeddings of faces curation rejected as a stranger: people who are not in the group but were found on
+    its pages, the strangers likeliest to look like the group's own.
+
+    Not `other_member:<slug>` rejections: those faces are another member of the group, who scores like
+    themself against the gallery (as high as a genuine pair) and would push the threshold above the members'
+    own photos. Leave-one-member-out calibration already plays each member as a stranger to the others."""
+    rows = session.scalars(
+        select(Face.embedding)
+        .join(Photo, Face.photo_id == Photo.id)
+        .join(Member, Photo.member_id == Member.id)
+        .where(
+            Member.group_id == group.id,
+            Photo.status == "rejected",
+            Photo.reason == "wrong_person",
+            Face.model_pack == model_pack,
+        )
+    ).all()
+    if not rows:
+        return np.zeros((0, 0), np.float32)
+    return np.stack([np.frombuffer(r, dtype=np.float32) for r in rows])
+
+
+# --------------------------------------------------------------------------- administration
+
+
+def photo_counts(session: Session) -> dict[int, dict[str, int]]:
+    """group id -> {photo status: count}."""
+    rows = session.execute(
+        select(Member.group_id, Photo.status, func.count(Photo.id))
+        .join(Photo, Photo.member_id == Member.id)
+        .group_by(Member.group_id, Photo.status)
+    ).all()
+    out: dict[int, dict[str, int]] = {}
+    for group_id, status, n in rows:
+        out.setdefault(group_id, {})[status] = int(n)
+    return out
+
+
+def member_photo_counts(session: Session, member_id: int) -> dict[str, int]:
+    """{photo status: count} of one member."""
+    rows = session.execute(
+        select(Photo.status, func.count(Photo.id)).where(Photo.member_id == member_id).group_by(Photo.status)
+    ).all()
+    return {status: int(n) for status, n in rows}
+
+
+@dataclass
+class DeletedRows:
+    """What a deletion removed from the database, and the files (relative paths) that went with it."""
+
+    members: int = 0
+    photos: int = 0
+    faces: int = 0
+    sources: int = 0
+    photo_paths: list[str] | None = None
+    version_paths: list[str] | None = None
+
+
+def _delete_members(session: Session, member_ids: list[int]) -> DeletedRows:
+    """Faces, photos, sources and the members themselves, bottom-up (whatever the database's cascade does)."""
+    if not member_ids:
+        return DeletedRows(photo_paths=[])
+    photo_ids = select(Photo.id).where(Photo.member_id.in_(member_ids))
+    paths = list(session.scalars(select(Photo.path).where(Photo.member_id.in_(member_ids))))
+    faces = session.execute(delete(Face).where(Face.photo_id.in_(photo_ids)))
+    photos = session.execute(delete(Photo).where(Photo.member_id.in_(member_ids)))
+    sources = session.execute(delete(Source).where(Source.member_id.in_(member_ids)))
+    members = session.execute(delete(Member).where(Member.id.in_(member_ids)))
+    session.expire_all()
+    return DeletedRows(
+        members=int(getattr(members, "rowcount", 0) or 0),
+        photos=int(getattr(photos, "rowcount", 0) or 0),
+        faces=int(getattr(faces, "rowcount", 0) or 0),
+        sources=int(getattr(sources, "rowcount", 0) or 0),
+        photo_paths=paths,
+    )
+
+
+def delete_member(session: Session, member_id: int) -> DeletedRows:
+    return _delete_members(session, [member_id])
+
+
+def delete_group(session: Session, group: Group) -> DeletedRows:
+    """The group, its members and everything derived from them, index versions included."""
+    member_ids = list(session.scalars(select(Member.id).where(Member.group_id == group.id)))
+    deleted = _delete_members(session, member_ids)
+    versions = list(session.scalars(select(IndexVersion.path).where(IndexVersion.group_id == group.id)))
+    session.execute(delete(IndexVersion).where(IndexVersion.group_id == group.id))
+    session.execute(delete(Group).where(Group.id == group.id))
+    session.expire_all()
+    deleted.version_paths = versions
+    return deleted
+
+
+def deactivate_versions(session: Session, group_id: int) -> int:
+    """No version of the group is served any more (diagnoses of it answer no_index)."""
+    result = session.execute(
+        update(IndexVersion)
+        .where(IndexVersion.group_id == group_id, IndexVersion.active.is_(True))
+        .values(active=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def drop_member_versions(session: Session, group_id: int, member_id: int) -> list[str]:
+    """Delete the inactive versions of the group that hold the member's faces (they list the member, or predate
+    member lists); returns their paths. Active versions are never dropped here."""
+    doomed = [
+        v
+        for v in session.scalars(
+            select(IndexVersion).where(IndexVersion.group_id == group_id, IndexVersion.active.is_(False))
+        )
+        if v.members is None or any(int(m.get("id", -1)) == member_id for m in v.members)
+    ]
+    paths = [v.path for v in doomed]
+    if doomed:
+        session.execute(delete(IndexVersion).where(IndexVersion.id.in_([v.id for v in doomed])))
+    return paths
+
+
+def list_jobs(session: Session, *, kind: str | None = None, status: str | None = None, limit: int = 50) -> list[Job]:
+    """Newest first."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    if status is not None:
+        query = query.where(Job.status == status)
+    return list(session.scalars(query))
+
+
+def live_job(session: Session, lock_key: str) -> Job | None:
+    """The queued or running job holding `lock_key`, if any."""
+    return session.scalar(select(Job).where(Job.lock_key == lock_key, Job.status.in_(("queued", "running"))))
+
+
+def get_source(session: Session, source_id: int) -> Source | None:
+    return session.get(Source, source_id)
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    photo: Photo
+    member: Member
+    group: str
+
+
+def review_queue(session: Session, *, group: str | None = None, limit: int = 100) -> list[ReviewRow]:
+    """Flagged photos, oldest first, with their member and the faces they kept."""
+    query = (
+        select(Photo, Member, Group.slug)
+        .join(Member, Photo.member_id == Member.id)
+        .join(Group, Member.group_id == Group.id)
+        .where(Photo.status == "flagged")
+        .order_by(Photo.id)
+        .limit(limit)
+    )
+    if group is not None:
+        query = query.where(Group.slug == group)
+    return [ReviewRow(photo, member, slug) for photo, member, slug in session.execute(query)]
+
+
+def review_photo(session: Session, photo: Photo, *, status: str, keep_face_id: int | None) -> None:
+    """A human's decision: `approved` keeps one face (the member's), `excluded` keeps the photo out for good.
+    The curation reason and score stay, for the record of why it was asked."""
+    photo.status = status
+    if keep_face_id is not None:
+        session.execute(delete(Face).where(Face.photo_id == photo.id, Face.id != keep_face_id))
+        session.expire(photo, ["faces"])

@@ -48,9 +48,16 @@ def _reindex(settings: Settings, group_slug: str, model_pack: str) -> BuiltVersi
             raise LookalikeError(
                 f"group {group_slug!r} has no usable faces for {model_pack}", code="empty_gallery", status=409
             )
+        rejected = repo.impostor_faces(session, group, model_pack)
         version_id = repo.new_index_version(session, group=group, model_pack=model_pack).id
         members = {m.id: MemberInfo(id=m.id, slug=m.slug, name=m.name, group=group.slug) for m in faces.members}
-    calibration = calibrate(faces.embeddings, faces.member_ids, k=settings.member_top_k, target_fmr=settings.target_fmr)
+    calibration = calibrate(
+        faces.embeddings,
+        faces.member_ids,
+        k=settings.member_top_k,
+        target_fmr=settings.target_fmr,
+        rejected=rejected,
+    )
     gallery = GalleryIndex.build(
         version_id=version_id,
         group=group_slug,

@@ -33,6 +33,8 @@ class Calibration:
     n_genuine: int
     # Similarity -> resemblance % anchors (monotone, piecewise linear); see README "Resemblance".
     anchors: list[tuple[float, float]]
+    # Of n_impostor: faces curation rejected as other people (scraped lookalikes), scored against the gallery.
+    n_rejected: int = 0
 
     def resemblance(self, similarity: float) -> float:
         xs, ys = zip(*self.anchors, strict=True)
@@ -62,7 +64,16 @@ def resemblance_anchors(threshold: float, impostor_median: float, genuine_median
     return [(-1.0, 0.0), (0.0, 0.0), (imp, 25.0), (threshold, 50.0), (min(gen, 0.99), 90.0), (1.0, 100.0)]
 
 
-def calibrate(embeddings: FloatArray, members: IntArray, *, k: int, target_fmr: float) -> Calibration:
+def calibrate(
+    embeddings: FloatArray,
+    members: IntArray,
+    *,
+    k: int,
+    target_fmr: float,
+    rejected: FloatArray | None = None,
+) -> Calibration:
+    """`rejected`: embeddings of faces known to be other people (wrong photos curation dropped): impostors
+    that look like the gallery's own, scored against all members."""
     impostor: list[float] = []
     genuine: list[float] = []
     unique = np.unique(members)
@@ -76,6 +87,12 @@ def calibrate(embeddings: FloatArray, members: IntArray, *, k: int, target_fmr: 
             genuine.append(float(scores[own][0]))
         if (~own).any():
             impostor.append(float(scores[~own][0]))
+    n_rejected = 0
+    if rejected is not None and rejected.size:
+        for face in rejected:
+            _, scores, _ = member_scores(embeddings @ face, members, k=k)
+            impostor.append(float(scores[0]))
+            n_rejected += 1
     imp = np.asarray(impostor, dtype=np.float32)
     gen = np.asarray(genuine, dtype=np.float32)
     if len(unique) < 2 or imp.size == 0:
@@ -96,4 +113,5 @@ def calibrate(embeddings: FloatArray, members: IntArray, *, k: int, target_fmr: 
         n_impostor=int(imp.size),
         n_genuine=int(gen.size),
         anchors=resemblance_anchors(threshold, imp_med, gen_med),
+        n_rejected=n_rejected,
     )

@@ -1,7 +1,9 @@
-"""Which index version each group serves, per process. Checks the database for a newer active version at most
-once a second and swaps it in with one assignment, so requests in flight keep the version they started with.
-The local files are only a cache: checked against the sha256 published in the database, and rebuilt from the
-database when missing or different (a worker on another host has never seen them)."""
+"""Which index version each group serves, per process. Every lookup asks the database which versions are active
+(one indexed query) and swaps a newer one in with one assignment, so requests in flight keep the version they
+started with, and a version activated or deactivated elsewhere (a re-index, a member deleted) is served from the
+very next request on, in every process. The local files are only a cache: checked against the sha256 published in
+the database, and rebuilt from the database when missing or different (a worker on another host has never seen
+them)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ from lookalike.index.builder import rebuild_version
 from lookalike.index.gallery import GalleryIndex
 
 log = logging.getLogger(__name__)
-REFRESH_S = 1.0
+# How stale the served versions may be, in seconds. 0: checked on every lookup. A diagnosis already reads and
+# writes its job row, so one more small query costs little, while any staleness would let a deleted member be
+# named by the next diagnosis after the DELETE answered (on another host, where no one can force a refresh).
+REFRESH_S = 0.0
 
 
 class IndexRegistry:
@@ -32,7 +37,15 @@ class IndexRegistry:
     def refresh(self, *, force: bool = False) -> dict[str, GalleryIndex]:
         if not force and time.monotonic() - self._checked < REFRESH_S:
             return self._loaded
+        with session_scope(self.settings.sqlalchemy_url) as session:
+            active = repo.active_versions(session, self.model_pack)
+        served = self._loaded
+        if {g: v.id for g, v in active.items()} == {g: i.version_id for g, i in served.items()}:
+            self._checked = time.monotonic()
+            return served  # the common case: nothing changed, no lock taken
         with self._lock:
+            # Asked again under the lock: a thread that read the database earlier must not swap an older
+            # version back in after another one swapped the newer in.
             with session_scope(self.settings.sqlalchemy_url) as session:
                 active = repo.active_versions(session, self.model_pack)
             loaded = dict(self._loaded)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 PREFIX = "lookalike:upload:"
 DONE_CHANNEL = "lookalike:jobs:done"
@@ -35,7 +37,15 @@ class AsyncBlobStore:
     """The gateway side."""
 
     def __init__(self, url: str) -> None:
-        self.redis = aioredis.Redis.from_url(url, socket_timeout=10, health_check_interval=30)
+        # After a Redis restart every pooled connection is dead: retry on a fresh one instead of failing the
+        # request (from_url clients do not retry by default).
+        self.redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=10,
+            health_check_interval=30,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        )
 
     async def put(self, job_id: str, data: bytes, *, ttl_s: int) -> None:
         await self.redis.set(blob_key(job_id), data, ex=ttl_s)

@@ -11,12 +11,7 @@ from __future__ import annotations
 from celery import Celery
 
 from lookalike.config import Settings
-
-DIAGNOSE_QUEUE = "diagnose"
-INGEST_QUEUE = "ingest"
-DIAGNOSE_TASK = "lookalike.diagnose"
-REINDEX_TASK = "lookalike.reindex"
-QUEUE_OF = {DIAGNOSE_TASK: DIAGNOSE_QUEUE, REINDEX_TASK: INGEST_QUEUE}
+from lookalike.jobs.functions import KINDS, task_name
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -30,8 +25,8 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_time_limit_s,
-        task_routes={name: {"queue": queue} for name, queue in QUEUE_OF.items()},
-        task_default_queue=DIAGNOSE_QUEUE,
+        task_routes={task_name(kind.name): {"queue": kind.queue} for kind in KINDS.values()},
+        task_default_queue="diagnose",
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -21,14 +21,12 @@ from lookalike.db.engine import session_scope
 from lookalike.db.models import utcnow
 from lookalike.errors import LookalikeError
 from lookalike.jobs.blobs import DONE_CHANNEL, AsyncBlobStore
-from lookalike.jobs.celery_app import DIAGNOSE_TASK, QUEUE_OF, REINDEX_TASK
-from lookalike.jobs.functions import finish, purge_finished_jobs, read_job, record_job
+from lookalike.jobs.functions import KINDS, finish, purge_finished_jobs, read_job, record_job, task_name
 from lookalike.jobs.runner import new_job_id
 from lookalike.jobs.state import JobState
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
-TASK_OF_KIND = {"diagnose": DIAGNOSE_TASK, "reindex": REINDEX_TASK}
 
 
 class BrokerUnavailable(LookalikeError):
@@ -45,34 +43,20 @@ class CeleryRunner:
         self._tasks: list[asyncio.Task[None]] = []
 
     def _send(self, job_id: str, kind: str) -> None:
-        task = TASK_OF_KIND[kind]
-        self.celery.send_task(task, args=[job_id], queue=QUEUE_OF[task], task_id=job_id)
+        self.celery.send_task(task_name(kind), args=[job_id], queue=KINDS[kind].queue, task_id=job_id)
         with session_scope(self.settings.sqlalchemy_url) as session:
             repo.mark_enqueued(session, job_id)
 
-    async def submit_diagnose(self, data: bytes, *, group: str | None) -> str:
+    async def submit(
+        self, kind: str, params: dict[str, Any], *, data: bytes | None = None, lock_key: str | None = None
+    ) -> str:
         job_id = new_job_id()
-        await asyncio.to_thread(record_job, self.settings, job_id=job_id, kind="diagnose", params={"group": group})
+        await asyncio.to_thread(record_job, self.settings, job_id=job_id, kind=kind, params=params, lock_key=lock_key)
         try:
-            await self.blobs.put(job_id, data, ttl_s=self.settings.blob_ttl_s)
-            await asyncio.to_thread(self._send, job_id, "diagnose")
+            if data is not None:
+                await self.blobs.put(job_id, data, ttl_s=self.settings.blob_ttl_s)
+            await asyncio.to_thread(self._send, job_id, kind)
         except Exception as exc:  # redis and kombu raise many connection error types
-            await self._fail_unsent(job_id, exc)
-        return job_id
-
-    async def submit_reindex(self, group: str) -> str:
-        job_id = new_job_id()
-        await asyncio.to_thread(
-            record_job,
-            self.settings,
-            job_id=job_id,
-            kind="reindex",
-            params={"group": group},
-            lock_key=f"reindex:{group}",
-        )
-        try:
-            await asyncio.to_thread(self._send, job_id, "reindex")
-        except Exception as exc:
             await self._fail_unsent(job_id, exc)
         return job_id
 
@@ -138,7 +122,7 @@ class CeleryRunner:
             pending = [(j.id, j.kind) for j in stale]
         sent = 0
         for job_id, kind in pending:
-            if kind not in TASK_OF_KIND:
+            if kind not in KINDS:
                 continue
             self._send(job_id, kind)
             sent += 1

@@ -9,6 +9,7 @@ never image bytes or the uploader's embedding.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -104,33 +105,92 @@ def run_job(settings: Settings, job_id: str, work: Callable[[dict[str, Any]], di
     return finish(settings, job_id, result=result)
 
 
-def diagnose_work(ctx: JobContext, data: bytes | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def work(params: dict[str, Any]) -> dict[str, Any]:
-        if data is None:
-            raise LookalikeError(
-                "the uploaded photo expired or was lost before a worker could read it", code="upload_lost", status=503
-            )
-        result = ctx.pipeline.diagnose(data, galleries=ctx.registry.galleries(params.get("group")))
-        return result.model_dump(mode="json")
-
-    return work
+Work = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def reindex_work(settings: Settings, model_pack: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of job: the queue that runs it, the Celery task name, and whether it carries upload bytes."""
+
+    name: str
+    queue: str  # "diagnose" (diagnose workers) or "ingest" (the ingestion worker)
+    needs_data: bool
+
+
+KINDS = {
+    kind.name: kind
+    for kind in (
+        JobKind("diagnose", "diagnose", needs_data=True),
+        JobKind("reindex", "ingest", needs_data=False),
+        JobKind("scrape", "ingest", needs_data=False),
+        JobKind("upload", "ingest", needs_data=True),
+    )
+}
+
+
+def task_name(kind: str) -> str:
+    return f"lookalike.{kind}"
+
+
+def lost_upload() -> LookalikeError:
+    return LookalikeError(
+        "the uploaded bytes expired or were lost before a worker could read them", code="upload_lost", status=503
+    )
+
+
+def work_for(ctx: JobContext, kind: str, job_id: str, data: bytes | None) -> Work:
+    """The function a delivery of `kind` runs on its params (the one dispatch both runners share)."""
+    if KINDS[kind].needs_data and data is None:
+
+        def lost(_: dict[str, Any]) -> dict[str, Any]:
+            raise lost_upload()
+
+        return lost
+    if kind == "diagnose":
+        assert data is not None
+        return lambda params: ctx.pipeline.diagnose(
+            data, galleries=ctx.registry.galleries(params.get("group"))
+        ).model_dump(mode="json")
+    if kind == "reindex":
+        return lambda params: reindex_result(ctx, str(params["group"]))
+    from lookalike.ingest import scrape
+
+    progress = progress_writer(ctx.settings, job_id)
+    if kind == "scrape":
+        return lambda params: scrape.scrape_job(ctx, params, progress=progress)
+    if kind == "upload":
+        assert data is not None
+        return lambda params: scrape.upload_job(ctx, params, data, progress=progress)
+    raise LookalikeError(f"unknown job kind {kind!r}", code="invalid_parameter", status=422)
+
+
+def reindex_result(ctx: JobContext, group: str) -> dict[str, Any]:
     from lookalike.index.builder import reindex_group
 
-    def work(params: dict[str, Any]) -> dict[str, Any]:
-        built = reindex_group(settings, str(params["group"]), model_pack=model_pack)
-        return {
-            "version_id": built.version_id,
-            "group": built.group,
-            "n_faces": built.n_faces,
-            "n_members": built.n_members,
-            "threshold": built.threshold,
-            "calibration": built.calibration,
-        }
+    built = reindex_group(ctx.settings, group, model_pack=ctx.pipeline.pack_name)
+    return {
+        "version_id": built.version_id,
+        "group": built.group,
+        "n_faces": built.n_faces,
+        "n_members": built.n_members,
+        "threshold": built.threshold,
+        "calibration": built.calibration,
+    }
 
-    return work
+
+def progress_writer(settings: Settings, job_id: str) -> Callable[[dict[str, Any]], None]:
+    """Store a running job's counts per stage, at most twice a second (the result holds the final counts)."""
+    last = [0.0]
+
+    def write(counts: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.5:
+            return
+        last[0] = now
+        with session_scope(settings.sqlalchemy_url) as session:
+            repo.set_progress(session, job_id, dict(counts))
+
+    return write
 
 
 def purge_finished_jobs(settings: Settings) -> int:

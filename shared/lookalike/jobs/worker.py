@@ -8,7 +8,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from lookalike.config import get_settings
 from lookalike.jobs.blobs import BlobStore
-from lookalike.jobs.functions import JobContext, diagnose_work, finish, reindex_work, run_job
+from lookalike.jobs.functions import KINDS, JobContext, finish, run_job, work_for
 from lookalike.jobs.state import JobState
 
 _lock = threading.Lock()
@@ -30,22 +30,17 @@ def context() -> tuple[JobContext, BlobStore]:
         return _context, _blobs
 
 
-def deliver_diagnose(job_id: str) -> JobState:
+def deliver(kind: str, job_id: str) -> JobState:
     ctx, blobs = context()
+    data = blobs.get(job_id) if KINDS[kind].needs_data else None
     try:
-        state = run_job(ctx.settings, job_id, diagnose_work(ctx, blobs.get(job_id)))
+        state = run_job(ctx.settings, job_id, work_for(ctx, kind, job_id, data))
     except SoftTimeLimitExceeded:
-        error = {"code": "timeout", "message": "the diagnosis ran past its time limit", "status": 503}
+        error = {"code": "timeout", "message": f"the {kind} job ran past its time limit", "status": 503}
         state = finish(ctx.settings, job_id, error=error)
     if state.finished:
         # The bytes are only needed until the outcome is written, whatever it was.
-        blobs.delete(job_id)
+        if KINDS[kind].needs_data:
+            blobs.delete(job_id)
         blobs.announce_done(job_id)
-    return state
-
-
-def deliver_reindex(job_id: str) -> JobState:
-    ctx, blobs = context()
-    state = run_job(ctx.settings, job_id, reindex_work(ctx.settings, ctx.pipeline.pack_name))
-    blobs.announce_done(job_id)
     return state
