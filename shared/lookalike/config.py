@@ -69,8 +69,11 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     task_soft_time_limit_s: int = 60
     task_time_limit_s: int = 90
-    # Redis redelivers an unacknowledged message after this long; keep it well above the hard time limit.
-    visibility_timeout_s: int = 900
+    # Scrape, upload and reindex jobs on the ingestion worker fetch politely (1 request/s/host): longer limits.
+    ingest_soft_time_limit_s: int = 3300
+    ingest_time_limit_s: int = 3600
+    # Redis redelivers an unacknowledged message after this long; keep it well above every hard time limit.
+    visibility_timeout_s: int = 7200
     # Jobs still queued after this long are sent again (the broker may have lost them); checked this often.
     reconcile_after_s: float = 20.0
     reconcile_every_s: float = 5.0

@@ -87,6 +87,9 @@ def calibrate(
             genuine.append(float(scores[own][0]))
         if (~own).any():
             impostor.append(float(scores[~own][0]))
+    # The normal fit below describes the gallery's own people only: rejected faces are a mix (a lookalike, a
+    # stranger of another demographic) whose spread would inflate the fitted tail; they count empirically.
+    own = np.asarray(impostor, dtype=np.float32)
     n_rejected = 0
     if rejected is not None and rejected.size:
         for face in rejected:
@@ -101,7 +104,7 @@ def calibrate(
         # 'higher' never interpolates below an observed impostor: with few samples this is their maximum. A small
         # gallery has too few impostor scores to see its tail, so a normal fit extrapolates it as well.
         empirical = float(np.quantile(imp, 1.0 - target_fmr, method="higher"))
-        fitted = float(imp.mean() + NormalDist().inv_cdf(1.0 - target_fmr) * imp.std())
+        fitted = float(own.mean() + NormalDist().inv_cdf(1.0 - target_fmr) * own.std()) if own.size else empirical
         threshold = max(empirical, fitted)
     imp_med = float(np.median(imp)) if imp.size else threshold - 0.15
     gen_med = float(np.median(gen)) if gen.size else threshold + 0.25

@@ -21,7 +21,7 @@ from lookalike.db.engine import session_scope
 from lookalike.db.models import utcnow
 from lookalike.errors import LookalikeError
 from lookalike.jobs.blobs import DONE_CHANNEL, AsyncBlobStore
-from lookalike.jobs.functions import KINDS, finish, purge_finished_jobs, read_job, record_job, task_name
+from lookalike.jobs.functions import KINDS, finish, purge_finished_jobs, read_job, record_job, task_name, time_limits
 from lookalike.jobs.runner import new_job_id
 from lookalike.jobs.state import JobState
 
@@ -113,17 +113,26 @@ class CeleryRunner:
         """Re-send jobs the broker lost. Safe to run anywhere, any number of times: deliveries are idempotent."""
         now = utcnow()
         s = self.settings
+        shortest = min(time_limits(s, kind)[1] for kind in KINDS)
         with session_scope(s.sqlalchemy_url) as session:
             stale = repo.stale_jobs(
                 session,
                 queued_before=now - timedelta(seconds=s.reconcile_after_s),
-                running_before=now - timedelta(seconds=s.task_time_limit_s + s.reconcile_after_s),
+                running_before=now - timedelta(seconds=shortest + s.reconcile_after_s),
             )
-            pending = [(j.id, j.kind) for j in stale]
+            # A running job is lost only once it has outlived its own kind's hard limit.
+            pending = [
+                (j.id, j.kind)
+                for j in stale
+                if j.kind in KINDS
+                and (
+                    j.status == "queued"
+                    or j.started_at is None
+                    or j.started_at < now - timedelta(seconds=time_limits(s, j.kind)[1] + s.reconcile_after_s)
+                )
+            ]
         sent = 0
         for job_id, kind in pending:
-            if kind not in KINDS:
-                continue
             self._send(job_id, kind)
             sent += 1
         if sent:

@@ -132,6 +132,13 @@ def task_name(kind: str) -> str:
     return f"lookalike.{kind}"
 
 
+def time_limits(settings: Settings, kind: str) -> tuple[int, int]:
+    """(soft, hard) seconds a delivery of `kind` may run."""
+    if KINDS[kind].queue == "ingest":
+        return settings.ingest_soft_time_limit_s, settings.ingest_time_limit_s
+    return settings.task_soft_time_limit_s, settings.task_time_limit_s
+
+
 def lost_upload() -> LookalikeError:
     return LookalikeError(
         "the uploaded bytes expired or were lost before a worker could read them", code="upload_lost", status=503
