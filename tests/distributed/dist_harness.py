@@ -217,7 +217,7 @@ class Proc:
             return f"(no log: {exc})"
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, grace_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = 6.0) -> None:
         """TERM the whole group, then KILL whatever is left of it; always reaps the command."""
         self.signal_group(signal.SIGCONT)  # a stopped group cannot act on TERM
         self.signal_group(signal.SIGTERM)

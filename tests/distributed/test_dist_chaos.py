@@ -259,7 +259,7 @@ def test_redis_restart_during_a_burst(cluster: Cluster, stack: Stack, reference:
                 with lock:
                     answers.append(entry)
                 n += 1
-                time.sleep(0.05)
+                time.sleep(0.25)  # about what the two workers get through: a burst, not a backlog
 
     threads = [threading.Thread(target=submitter, args=(k,)) for k in range(4)]
     for thread in threads:

@@ -60,7 +60,7 @@ def site() -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def empty_stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def empty_stack(suite_lock: None, postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A database of this module's own, empty (the gateway migrates it at start), and a Redis db of its own: the
     session's db may carry messages of other clusters, which this one's workers must not take."""
     broker = urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{SCRAPE_REDIS_DB}"))

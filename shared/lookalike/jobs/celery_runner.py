@@ -109,6 +109,16 @@ class CeleryRunner:
                 log.info("job notifications interrupted (%s); reconnecting", type(exc).__name__)
                 await asyncio.sleep(1.0)
 
+    def _queue_length(self, queue: str) -> int:
+        """Messages waiting in a queue (kombu's Redis transport keeps each queue in a list of that name)."""
+        import redis
+
+        client = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5)
+        try:
+            return int(client.llen(queue))
+        finally:
+            client.close()
+
     def reconcile_once(self) -> int:
         """Re-send jobs the broker lost. Safe to run anywhere, any number of times: deliveries are idempotent."""
         now = utcnow()
@@ -120,15 +130,20 @@ class CeleryRunner:
                 queued_before=now - timedelta(seconds=s.reconcile_after_s),
                 running_before=now - timedelta(seconds=shortest + s.reconcile_after_s),
             )
-            # A running job is lost only once it has outlived its own kind's hard limit.
+            # A queued job is lost only if its queue is empty (with a backlog its message is still waiting there);
+            # a running one only once it has outlived its own kind's hard limit.
+            empty = {q for q in {k.queue for k in KINDS.values()} if self._queue_length(q) == 0}
             pending = [
                 (j.id, j.kind)
                 for j in stale
                 if j.kind in KINDS
                 and (
-                    j.status == "queued"
-                    or j.started_at is None
-                    or j.started_at < now - timedelta(seconds=time_limits(s, j.kind)[1] + s.reconcile_after_s)
+                    (j.status == "queued" and KINDS[j.kind].queue in empty)
+                    or (
+                        j.status == "running"
+                        and j.started_at is not None
+                        and j.started_at < now - timedelta(seconds=time_limits(s, j.kind)[1] + s.reconcile_after_s)
+                    )
                 )
             ]
         sent = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -11,6 +12,7 @@ from lookalike.jobs.blobs import BlobStore
 from lookalike.jobs.functions import KINDS, JobContext, finish, run_job, work_for
 from lookalike.jobs.state import JobState
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _context: JobContext | None = None
 _blobs: BlobStore | None = None
@@ -39,8 +41,12 @@ def deliver(kind: str, job_id: str) -> JobState:
         error = {"code": "timeout", "message": f"the {kind} job ran past its time limit", "status": 503}
         state = finish(ctx.settings, job_id, error=error)
     if state.finished:
-        # The bytes are only needed until the outcome is written, whatever it was.
-        if KINDS[kind].needs_data:
-            blobs.delete(job_id)
-        blobs.announce_done(job_id)
+        # The bytes are only needed until the outcome is written, whatever it was. If Redis is unreachable now,
+        # their TTL removes them; the gateway's database poll stands in for the lost notification.
+        try:
+            if KINDS[kind].needs_data:
+                blobs.delete(job_id)
+            blobs.announce_done(job_id)
+        except Exception as exc:  # redis raises several connection error types
+            log.warning("job %s: could not clean up in Redis (%s); the upload expires with its TTL", job_id, exc)
     return state
