@@ -122,8 +122,14 @@ def member_sets() -> dict[str, tuple[list[str], list[str]]]:
     return sets
 
 
-def decide(photos: dict[str, CandidatePhoto], keys: Sequence[str], **kwargs: object) -> dict[str, Decision]:
-    decisions = curate_member([photos[k] for k in keys], **kwargs)  # type: ignore[arg-type]
+def decide(
+    photos: dict[str, CandidatePhoto],
+    keys: Sequence[str],
+    *,
+    others: dict[str, FloatArray] | None = None,
+    thresholds: Thresholds = BUFFALO_S,
+) -> dict[str, Decision]:
+    decisions = curate_member([photos[k] for k in keys], others=others or {}, thresholds=thresholds)
     assert [d.key for d in decisions] == list(keys)
     return {d.key: d for d in decisions}
 

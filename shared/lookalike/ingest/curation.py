@@ -9,10 +9,10 @@ so the member is taken to be the dominant mutually-consistent cluster of faces a
    photo) form the first core, and the core is refined until stable: the photos whose best face is at least
    `keep` similar to the core's centroid, scored leave-one-out (a photo never vouches for itself), and not
    nearly as close to another member (`others`: a look-alike member must not drag the centroid over).
-2. That identity is adopted only when the core holds `min_consensus` photos, no second cluster half its size
-   recurs (two people, nothing to say which is the member), and it fits at least `min_share` of the photos
-   showing a usable face (photos that clearly show another member excepted). Otherwise every photo with a
-   usable face is flagged: a set that is mostly someone else must not silently become their gallery.
+2. That identity is adopted only when the core holds `min_consensus` photos, no second cluster is more than
+   1/`dominance` of its size (two people recur: nothing says which is the member), and it fits `min_share` of
+   the photos showing a usable face (photos that clearly show another member excepted). Otherwise every photo
+   with a usable face is flagged: a set that is mostly someone else must not silently become their gallery.
 3. Per photo, the face closest to the leave-one-out centroid is the candidate: kept when clearly the member,
    rejected when clearly not (wrong_person, other_member:<slug>), flagged when doubtful (between the
    thresholds, nearly as close to another member's centroid, or a second face in the photo nearly as close).
@@ -70,11 +70,11 @@ class Thresholds:
     reference faces: east_asian/ 250 photos of 21 people (the hard case: East Asian strangers score much higher
     than Western ones) and gallery/ 609 photos of 69 people.
 
-    - keep 0.40: a photo vs another person's centroid reaches it 0.3% of the time on east_asian (99.7th
-      percentile; gallery 0.007%); a photo vs its own leave-one-out centroid falls below it 1.2% / 0.3%.
-    - reject 0.25: own-centroid similarities go below it at most 0.2% of the time even with the small cores of
-      a curation set (centroids of 3, 5, 8 photos: minimum 0.29 / 0.32 / 0.24 on east_asian, 0.25 / 0.30 /
-      0.35 on gallery; 11 photos: 0.30 / 0.38). About 10% of east_asian strangers score above it: flagged.
+    - keep 0.40: a photo vs another person's centroid reaches it 0.32% of the time on east_asian (99.7th
+      percentile; gallery 0.007%); a photo vs its own leave-one-out centroid falls below it 1.2% / 0.33%.
+    - reject 0.25: below every own-centroid similarity of both sets (minimum 0.30 / 0.38), and still below
+      99.7% of them with the small cores of a curation set (centroids of 3, 5 or 8 photos: 0.24% on
+      east_asian, 0.30% on gallery). 9.6% of east_asian strangers score above it: they are flagged.
     - pair 0.30: face vs face, the 99th percentile of different-person pairs on east_asian (gallery 0.17);
       93% / 98% of same-person pairs reach it, so a member's face is supported by nearly all their photos.
     - margin 0.05: own centroid minus the closest other person's, 0.5th percentile on east_asian (gallery 0.21).
@@ -88,6 +88,9 @@ class Thresholds:
     min_consensus: int = 3
     # The identity must fit at least this share of the photos showing a usable face.
     min_share: float = 0.5
+    # The member's cluster must hold this many times as many photos as any other recurring person's. Below
+    # that, a wrong person with more photos than the member could be adopted; above, the review load grows.
+    dominance: float = 2.0
 
 
 BUFFALO_S = Thresholds()
@@ -99,7 +102,8 @@ class Identity:
 
     centroid: FloatArray  # unit length
     core: Mapping[int, tuple[int, FloatArray]]  # photo position -> (face index, embedding) of the member's face
-    share: float  # share of the photos with a usable face that fit the identity (best face >= reject)
+    # Share of the photos with a usable face (other members' photos aside) that fit it: best face >= reject.
+    share: float
 
     def centroid_without(self, photo: int) -> FloatArray:
         """The centroid of the core without `photo`'s face: nothing vouches for itself."""
@@ -153,11 +157,11 @@ def find_identity(
     core = faces.cluster(np.arange(len(emb)), t)
     if len(core) < t.min_consensus:
         return Consensus(None, "no_consensus")
-    # A second consistent cluster half as large as the first: two people recur (say 5 photos of a co-star and
-    # 3 of the member), and nothing in the photos says which one is the member.
+    # A second consistent cluster not much smaller than the first: two people recur (say 5 photos of a
+    # co-star and 3 of the member), and nothing in the photos says which one is the member.
     rest = np.setdiff1d(np.arange(len(emb)), list(core.values()))
     second = faces.cluster(rest, t)
-    if len(second) >= t.min_consensus and 2 * len(second) > len(core):
+    if len(second) >= t.min_consensus and t.dominance * len(second) > len(core):
         return Consensus(None, "two_identities")
     total = emb[list(core.values())].sum(axis=0)
     centroid = _unit(total)
@@ -349,10 +353,10 @@ def _decide(
     if centre is None:
         # No identity to judge by: flag, but say so when a face is clearly another member (a helpful hint
         # for the reviewer, not a verdict: that member's centroid may come from a set as dirty as this one).
-        hints = [(_closest_other(_unit(f.embedding), negatives), f) for f in usable]
-        (slug, other), face = max(hints, key=lambda h: h[0][1])
+        slug, other = max((_closest_other(_unit(f.embedding), negatives) for f in usable), key=lambda h: h[1])
         if other >= t.keep:
-            return Decision(key, "flagged", face.face_index, f"other_member:{slug}", None)
+            # No face index: the face is another member's, the member's own (if any) is for the reviewer to pick.
+            return Decision(key, "flagged", None, f"other_member:{slug}", None)
         return Decision(key, "flagged", None, consensus.reason, None)
     ranked = sorted(usable, key=score, reverse=True)
     best, s = ranked[0], score(ranked[0])
