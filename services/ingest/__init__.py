@@ -1,1 +1,1 @@
-"""Celery ingestion worker (queue "ingest": reindex now, scraping later): `lookalike ingest-worker`."""
+"""Celery ingestion worker (queue "ingest": scrape, upload, reindex): `lookalike ingest-worker`."""

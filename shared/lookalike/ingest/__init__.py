@@ -1,1 +1,1 @@
-"""Getting member photos into the gallery: local folders now; scraping and curation build on the same steps."""
+"""Getting member photos into the gallery: local folders, uploads and scraping, then curation."""
