@@ -30,8 +30,7 @@ from lookalike.db.models import Member
 from lookalike.errors import InvalidParameter, LookalikeError, NotFound, UploadTooLarge
 from lookalike.imaging import ImageFormat, sniff_format
 from lookalike.ingest.scrape import add_sources
-from lookalike.jobs.functions import KINDS, read_job
-from lookalike.jobs.state import JobState
+from lookalike.jobs.functions import KINDS
 from lookalike.schemas import ErrorBody, ErrorResponse
 from services.gateway.auth import ADMIN_ERRORS, AdminRoute, require_admin
 from services.gateway.deps import RuntimeDep
@@ -253,17 +252,6 @@ def _live_job(url: str, lock_key: str) -> tuple[str, str] | None:
         return (job.id, job.status) if job is not None else None
 
 
-async def _wait_finished(runtime: RuntimeDep, job_id: str, timeout: float) -> JobState | None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    state = await runtime.runner.wait(job_id, timeout)
-    # The embedded runner only waits for jobs this process started; poll the row for the others.
-    while state is not None and not state.finished and loop.time() < deadline:
-        await asyncio.sleep(0.1)
-        state = await asyncio.to_thread(read_job, runtime.settings, job_id)
-    return state
-
-
 async def queue_reindex(runtime: RuntimeDep, group: str) -> tuple[ReindexState, str | None]:
     """Make sure a re-index of the group starts after now, without two of them racing (see the module doc)."""
     key = f"reindex:{group}"
@@ -284,7 +272,7 @@ async def queue_reindex(runtime: RuntimeDep, group: str) -> tuple[ReindexState, 
         remaining = deadline - loop.time()
         if remaining <= 0:
             return "running", job_id
-        await _wait_finished(runtime, job_id, remaining)
+        await runtime.runner.wait(job_id, remaining)
 
 
 def _member_out(url: str, member_id: int) -> MemberAdminOut:

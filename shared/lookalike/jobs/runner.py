@@ -18,6 +18,7 @@ from lookalike.jobs.functions import KINDS, JobContext, purge_finished_jobs, rea
 from lookalike.jobs.state import JobState
 
 PURGE_EVERY_S = 60.0
+POLL_S = 0.1
 
 
 class Runner(Protocol):
@@ -75,7 +76,14 @@ class InlineRunner:
         if future is not None:
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(future), timeout)
-        return await asyncio.to_thread(read_job, self.settings, job_id)
+        # Not started by this process (another gateway, the CLI): its row is the only news of it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            state = await asyncio.to_thread(read_job, self.settings, job_id)
+            if state is None or state.finished or loop.time() >= deadline:
+                return state
+            await asyncio.sleep(min(POLL_S, deadline - loop.time()))
 
     async def warm_up(self) -> None:
         loop = asyncio.get_running_loop()
