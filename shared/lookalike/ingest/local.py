@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,16 @@ class IngestReport:
     duplicates: int = 0
     no_face: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+
+
+def store_photo_file(
+    settings: Settings, group: str, member: str, digest: str, image_format: ImageFormat, data: bytes
+) -> str:
+    """Keep the gallery photo's bytes under the photo dir; returns the path relative to it (what the row stores)."""
+    target = settings.photo_dir / group / member / f"{digest[:16]}{EXTENSION[image_format]}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return str(target.relative_to(settings.photo_dir))
 
 
 def member_folders(directory: Path) -> list[Path]:
@@ -113,16 +122,14 @@ def _ingest_photo(
         report.no_face.append(str(path))
         return
     face = faces[main_face([f.detection for f in faces], *image.original_size)]
-    target = settings.photo_dir / group_slug / member_slug / f"{digest[:16]}{EXTENSION[image.format]}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, target)
+    stored = store_photo_file(settings, group_slug, member_slug, digest, image.format, data)
     with session_scope(settings.sqlalchemy_url) as session:
         member = session.get_one(repo.Member, member_id)
         photo = repo.add_photo(
             session,
             member=member,
             sha256=digest,
-            path=str(target.relative_to(settings.photo_dir)),
+            path=stored,
             width=image.original_size[0],
             height=image.original_size[1],
             source_url=path.resolve().as_uri(),

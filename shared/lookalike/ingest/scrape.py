@@ -33,7 +33,7 @@ from lookalike.index.writer_lock import ReindexRunning
 from lookalike.ingest.curation import CandidateFace, CandidatePhoto, Decision, curate_group
 from lookalike.ingest.dedupe import dhash, is_near_duplicate
 from lookalike.ingest.fetcher import Fetcher, FetchPolicy, FetchRefused
-from lookalike.ingest.local import EXTENSION
+from lookalike.ingest.local import store_photo_file
 from lookalike.ingest.sources import ArchiveRefused, Candidate, ZipSource, source_from_spec
 from lookalike.jobs.functions import JobContext
 from lookalike.pipeline.quality import FaceQuality, assess_in_image
@@ -239,15 +239,13 @@ def _collect(
             continue
         known.append(phash)
         faces = pipeline.analyze(image)
-        target = settings.photo_dir / member.group / member.slug / f"{digest[:16]}{EXTENSION[image.format]}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        stored = store_photo_file(settings, member.group, member.slug, digest, image.format, data)
         with session_scope(settings.sqlalchemy_url) as session:
             photo = repo.add_photo(
                 session,
                 member=session.get_one(Member, member.id),
                 sha256=digest,
-                path=str(target.relative_to(settings.photo_dir)),
+                path=stored,
                 width=image.original_size[0],
                 height=image.original_size[1],
                 source_url=candidate.url,
