@@ -71,4 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    # The console page itself is public (it holds no data); everything it shows comes from /admin/* with the token.
+    @app.get("/admin", include_in_schema=False)
+    def admin_console() -> FileResponse:
+        return FileResponse(STATIC / "admin.html")
+
     return app
