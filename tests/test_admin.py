@@ -305,6 +305,31 @@ def test_upload_photos_then_the_group_is_served(api: httpx.Client) -> None:
     assert api.get("/admin/jobs", params={"status": "done", "limit": 1}).json()[0]["status"] == "done"
 
 
+def test_group_members_and_index_versions(api: httpx.Client) -> None:
+    """What the console shows: each member's photo counts, and every index version with its calibration."""
+    members = api.get(f"/admin/groups/{DEMO_GROUP}/members").json()
+    assert sorted(m["slug"] for m in members) == MEMBERS
+    assert all(m["photos"] == {"ok": 5} and m["group"] == DEMO_GROUP and m["active"] for m in members), members
+
+    queued = api.post("/admin/reindex", json={"group": DEMO_GROUP}).json()
+    assert wait_job(api, queued["job_id"])["status"] == "done"
+    versions = api.get(f"/admin/groups/{DEMO_GROUP}/versions").json()
+    assert len(versions) >= 2 and [v["id"] for v in versions] == sorted((v["id"] for v in versions), reverse=True)
+    newest = versions[0]
+    assert newest["active"] and not any(v["active"] for v in versions[1:])
+    assert newest["n_members"] == 5 and newest["n_faces"] == 25
+    calibration = newest["calibration"]
+    assert calibration["threshold"] == newest["threshold"]
+    histogram = calibration["histogram"]
+    assert len(histogram["edges"]) == len(histogram["genuine"]) + 1 == len(histogram["impostor"]) + 1
+    # Every leave-one-out score lands in a bin: 25 genuine (one per photo), as many impostor ones.
+    assert sum(histogram["genuine"]) == calibration["n_genuine"] == 25
+    assert sum(histogram["impostor"]) == calibration["n_impostor"]
+    assert api.get(f"/admin/groups/{DEMO_GROUP}/versions", params={"limit": 1}).json() == versions[:1]
+    assert_error(api.get("/admin/groups/nobody/members"), 404, "unknown_group")
+    assert_error(api.get("/admin/groups/nobody/versions"), 404, "unknown_group")
+
+
 def test_upload_refusals(api: httpx.Client) -> None:
     hori = member_id(api, SQUAD, "hori")
     url = f"/admin/members/{hori}/photos"

@@ -546,6 +546,25 @@ def _stable(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k != "timings_ms"}
 
 
+def test_explain_adds_a_heatmap_per_face(client: httpx.Client) -> None:
+    plain = post_image(client, read("probes/ikoma_rina/11.jpg")).json()
+    assert plain["faces"][0]["explanation"] is None
+    response = client.post(
+        "/diagnose", params={"explain": "true"}, files={"image": ("p.jpg", read("probes/ikoma_rina/11.jpg"))}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    face = body["faces"][0]
+    explanation = face["explanation"]
+    best = face["matches"][0]
+    assert (explanation["member_id"], explanation["photo_id"]) == (best["member_id"], best["closest_photo_id"])
+    assert abs(explanation["similarity"] - best["similarity"]) < 1e-3
+    assert len(explanation["grid"]) == len(explanation["grid"][0]) == explanation["size"] // explanation["cell"]
+    assert len(explanation["transform"]) == 2 and all(len(row) == 3 for row in explanation["transform"])
+    assert body["timings_ms"]["explain"] > 0
+    assert_error(client.post("/diagnose?explain=maybe", files={"image": ("p.jpg", b"x")}), 422, "invalid_parameter")
+
+
 def test_parallel_diagnoses_agree(gateway: Gateway) -> None:
     image = read("probes/shiraishi_mai/12.jpg")
 

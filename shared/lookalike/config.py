@@ -40,9 +40,11 @@ class Settings(BaseSettings):
     # Second, larger pass used only when a photo shows small faces (crowds).
     large_det_size: int = 1280
     det_threshold: float = 0.5
-    # Faces smaller than this (shorter box side, px in the original photo) are reported but not matched.
+    # Faces smaller than this (shorter box side, px in the original photo) are matched with a small_face warning.
     min_face_px: int = 20
     max_faces: int = 20
+    # explain=true maps this many faces (largest first): each costs 170 embeddings.
+    explain_max_faces: int = 4
     embed_batch: int = 32
 
     max_upload_bytes: int = 20 * 1024 * 1024

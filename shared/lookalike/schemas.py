@@ -18,6 +18,22 @@ class MemberMatch(BaseModel):
     photo_url: str
 
 
+class Explanation(BaseModel):
+    """Occlusion sensitivity of the similarity to the best member, over the aligned face (see pipeline/explain.py)."""
+
+    member_id: int
+    photo_id: int = Field(description="the member's photo closest to the face")
+    similarity: float = Field(description="of the aligned face to the member (the member's score)")
+    size: int = Field(description="the aligned face is size x size pixels")
+    cell: int = Field(description="grid cell size in pixels of the aligned face")
+    grid: list[list[float]] = Field(
+        description="(size/cell)^2 cells, row-major: similarity lost when the cell is hidden; > 0 raises resemblance"
+    )
+    transform: list[list[float]] = Field(
+        description="2x3 affine from the uploaded photo's pixels (EXIF-upright) to the aligned face's pixels"
+    )
+
+
 class FaceResult(BaseModel):
     box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the uploaded photo, EXIF-upright")
     det_score: float
@@ -28,8 +44,12 @@ class FaceResult(BaseModel):
     same_person_likely: bool = Field(
         description="Similarity in the gallery's same-person range: maybe the member themself"
     )
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="hard to judge: small_face (few pixels), blurred, turned (far from frontal)",
+    )
     matches: list[MemberMatch]
+    explanation: Explanation | None = Field(default=None, description="with explain=true, for the largest faces")
 
 
 class ImageInfo(BaseModel):

@@ -21,12 +21,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, File, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.orm import Session
 
 from lookalike import admin
 from lookalike.db import repository as repo
 from lookalike.db.engine import session_scope
-from lookalike.db.models import Member
+from lookalike.db.models import Group, Member
 from lookalike.errors import InvalidParameter, LookalikeError, NotFound, UploadTooLarge
 from lookalike.imaging import ImageFormat, sniff_format
 from lookalike.ingest.scrape import add_sources
@@ -83,6 +84,22 @@ class GroupAdminOut(BaseModel):
     index_version: int | None
     threshold: float | None
     photos: dict[str, int] = Field(description="photo count per status: ok, flagged, rejected, approved, ...")
+
+
+class VersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    model_pack: str
+    n_faces: int
+    n_members: int
+    threshold: float
+    active: bool
+    created_at: datetime
+    calibration: dict[str, Any] = Field(
+        description="threshold, target_fmr, genuine and impostor percentiles and counts, n_rejected, histogram "
+        "{edges, genuine, impostor} (similarity bins; absent on versions built before it)"
+    )
 
 
 class DeletedOut(BaseModel):
@@ -275,20 +292,24 @@ async def queue_reindex(runtime: RuntimeDep, group: str) -> tuple[ReindexState, 
         await runtime.runner.wait(job_id, remaining)
 
 
+def _member_admin(member: Member, group: str, photos: dict[str, int]) -> MemberAdminOut:
+    return MemberAdminOut(
+        id=member.id,
+        slug=member.slug,
+        name=member.name,
+        group=group,
+        active=member.active,
+        meta=dict(member.meta or {}),
+        photos=photos,
+    )
+
+
 def _member_out(url: str, member_id: int) -> MemberAdminOut:
     with session_scope(url) as session:
         member = session.get(Member, member_id)
         if member is None:
             raise NotFound(f"no member {member_id}")
-        return MemberAdminOut(
-            id=member.id,
-            slug=member.slug,
-            name=member.name,
-            group=member.group.slug,
-            active=member.active,
-            meta=dict(member.meta or {}),
-            photos=repo.member_photo_counts(session, member.id),
-        )
+        return _member_admin(member, member.group.slug, repo.member_photo_counts(session, member.id))
 
 
 def _source_out(source: repo.Source) -> SourceOut:
@@ -343,6 +364,30 @@ def list_groups(runtime: RuntimeDep) -> list[GroupAdminOut]:
             )
             for g in repo.list_groups(session)
         ]
+
+
+def _group(session: Session, slug: str) -> Group:
+    group = repo.get_group(session, slug)
+    if group is None:
+        raise NotFound(f"no group {slug!r}", code="unknown_group")
+    return group
+
+
+@router.get("/groups/{slug}/members", response_model=list[MemberAdminOut], responses=errors(404))
+def group_members(runtime: RuntimeDep, slug: str) -> list[MemberAdminOut]:
+    """The group's members (inactive ones too) with their photo counts per status."""
+    with session_scope(runtime.settings.sqlalchemy_url) as session:
+        group = _group(session, slug)
+        counts = repo.group_member_photo_counts(session, group.id)
+        return [_member_admin(m, slug, counts.get(m.id, {})) for m in sorted(group.members, key=lambda m: m.name)]
+
+
+@router.get("/groups/{slug}/versions", response_model=list[VersionOut], responses=errors(404, 422))
+def group_versions(runtime: RuntimeDep, slug: str, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> list[VersionOut]:
+    """The group's index versions, newest first, with the calibration each was published with."""
+    with session_scope(runtime.settings.sqlalchemy_url) as session:
+        versions = repo.group_versions(session, _group(session, slug).id, limit=limit)
+        return [VersionOut.model_validate(v) for v in versions]
 
 
 @router.patch("/groups/{slug}", response_model=GroupAdminOut, responses=errors(404, 422))

@@ -62,6 +62,9 @@ async def diagnose(
     run_async: Annotated[
         bool, Query(alias="async", description="Answer 202 with the job id at once instead of waiting")
     ] = False,
+    explain: Annotated[
+        bool, Query(description="Add per face a heatmap of the regions that raise the similarity to the best member")
+    ] = False,
 ) -> Any:
     limit = runtime.settings.max_upload_bytes
     data = await image.read(limit + 1)
@@ -69,7 +72,7 @@ async def diagnose(
         raise InvalidParameter(f"the image is over {limit} bytes", code="upload_too_large", status=413)
     if not data:
         raise InvalidParameter("the image field is empty", code="not_an_image", status=415)
-    job_id = await runtime.runner.submit("diagnose", {"group": group}, data=data)
+    job_id = await runtime.runner.submit("diagnose", {"group": group, "explain": explain}, data=data)
     state = await runtime.runner.wait(job_id, 0.0 if run_async else runtime.settings.diagnose_wait_s)
     assert state is not None  # the row was committed before submit returned
     # An async request is always a 202, even when a fast worker has already finished the job.

@@ -393,6 +393,26 @@ def photo_counts(session: Session) -> dict[int, dict[str, int]]:
     return out
 
 
+def group_member_photo_counts(session: Session, group_id: int) -> dict[int, dict[str, int]]:
+    """member id -> {photo status: count}, for a group's members in one query."""
+    rows = session.execute(
+        select(Photo.member_id, Photo.status, func.count(Photo.id))
+        .join(Member, Photo.member_id == Member.id)
+        .where(Member.group_id == group_id)
+        .group_by(Photo.member_id, Photo.status)
+    ).all()
+    out: dict[int, dict[str, int]] = {}
+    for member_id, status, n in rows:
+        out.setdefault(member_id, {})[status] = int(n)
+    return out
+
+
+def group_versions(session: Session, group_id: int, *, limit: int) -> list[IndexVersion]:
+    """A group's index versions, newest first."""
+    query = select(IndexVersion).where(IndexVersion.group_id == group_id).order_by(IndexVersion.id.desc())
+    return list(session.scalars(query.limit(limit)))
+
+
 def member_photo_counts(session: Session, member_id: int) -> dict[str, int]:
     """{photo status: count} of one member."""
     rows = session.execute(

@@ -10,7 +10,7 @@ Genuine scores (each photo against the rest of its own member) anchor the top of
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 
 import numpy as np
@@ -21,6 +21,8 @@ from lookalike.pipeline.types import FloatArray
 # Used only when a gallery has too few members to score strangers against (fewer than two).
 FALLBACK_THRESHOLD = 0.35
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+# Histogram bins of the admin console's genuine/impostor chart: cosine similarity -0.2..1.0 in steps of 0.05.
+HISTOGRAM_EDGES = [round(-0.2 + 0.05 * i, 2) for i in range(25)]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class Calibration:
     anchors: list[tuple[float, float]]
     # Of n_impostor: faces curation rejected as other people (scraped lookalikes), scored against the gallery.
     n_rejected: int = 0
+    # {"edges": [...], "genuine": [counts], "impostor": [counts]}; empty on versions built before it existed.
+    histogram: dict[str, list[float]] = field(default_factory=dict)
 
     def resemblance(self, similarity: float) -> float:
         xs, ys = zip(*self.anchors, strict=True)
@@ -54,6 +58,17 @@ def _percentiles(values: FloatArray) -> dict[str, float]:
     if values.size == 0:
         return {}
     return {f"p{p}": round(float(np.percentile(values, p)), 4) for p in PERCENTILES}
+
+
+def histogram(genuine: FloatArray, impostor: FloatArray) -> dict[str, list[float]]:
+    edges = np.asarray(HISTOGRAM_EDGES)
+    # Scores outside the range land in the end bins rather than vanish from the chart.
+    lo, hi = edges[0], edges[-1] - 1e-6
+
+    def counts(values: FloatArray) -> list[float]:
+        return [float(c) for c in np.histogram(np.clip(values, lo, hi), bins=edges)[0]]
+
+    return {"edges": list(HISTOGRAM_EDGES), "genuine": counts(genuine), "impostor": counts(impostor)}
 
 
 def resemblance_anchors(threshold: float, impostor_median: float, genuine_median: float) -> list[tuple[float, float]]:
@@ -117,4 +132,5 @@ def calibrate(
         n_genuine=int(gen.size),
         anchors=resemblance_anchors(threshold, imp_med, gen_med),
         n_rejected=n_rejected,
+        histogram=histogram(gen, imp),
     )

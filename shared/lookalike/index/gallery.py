@@ -68,6 +68,15 @@ class GalleryIndex:
     def threshold(self) -> float:
         return self.calibration.threshold
 
+    def member_target(self, query: FloatArray, member_id: int) -> FloatArray:
+        """The mean vector of the member's `member_top_k` photos closest to `query`: its dot product with the
+        query is the member's score (scoring.member_scores), which explanations decompose."""
+        positions = np.flatnonzero(self.member_ids == member_id)
+        vectors = np.stack([self.index.reconstruct(int(p)) for p in positions]).astype(np.float32)
+        best = np.argsort(-(vectors @ query), kind="stable")[: self.member_top_k]
+        target: FloatArray = vectors[best].mean(axis=0)
+        return target
+
     def rank(self, queries: FloatArray, *, top: int) -> list[list[MemberScore]]:
         """The `top` members each query resembles most, best first."""
         n = self.index.ntotal

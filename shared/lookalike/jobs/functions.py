@@ -156,7 +156,7 @@ def work_for(ctx: JobContext, kind: str, job_id: str, data: bytes | None) -> Wor
     if kind == "diagnose":
         assert data is not None
         return lambda params: ctx.pipeline.diagnose(
-            data, galleries=ctx.registry.galleries(params.get("group"))
+            data, galleries=ctx.registry.galleries(params.get("group")), explain=bool(params.get("explain"))
         ).model_dump(mode="json")
     if kind == "reindex":
         return lambda params: reindex_result(ctx, str(params["group"]))

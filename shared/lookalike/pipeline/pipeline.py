@@ -15,17 +15,20 @@ from lookalike.imaging import DecodedImage, decode_image
 from lookalike.index.gallery import GalleryIndex, MemberScore
 from lookalike.models.packs import ModelPack, resolve_pack, verify_pack
 from lookalike.models.sessions import choose_providers
-from lookalike.pipeline.aligner import align
+from lookalike.pipeline import quality
+from lookalike.pipeline.aligner import ARCFACE_TEMPLATE, align, similarity_transform
 from lookalike.pipeline.detector import FaceDetector, UInt8Image
 from lookalike.pipeline.embedder import FaceEmbedder
+from lookalike.pipeline.explain import CELL, occlusion_heatmap
 from lookalike.pipeline.types import Detection, FloatArray
-from lookalike.schemas import DiagnoseResult, FaceResult, ImageInfo, MemberMatch
+from lookalike.schemas import DiagnoseResult, Explanation, FaceResult, ImageInfo, MemberMatch
 
 
 @dataclass(frozen=True)
 class AnalyzedFace:
     detection: Detection  # in the coordinates of the original (full-size, upright) photo
     embedding: FloatArray
+    crop: UInt8Image  # the aligned face the embedding came from
 
 
 class Pipeline:
@@ -94,12 +97,15 @@ class Pipeline:
             timings["align"] = (t_align - t_det) * 1000
             timings["embed"] = (t_embed - t_align) * 1000
         back = 1.0 / image.scale
-        return [AnalyzedFace(d.scaled(back) if back != 1.0 else d, e) for d, e in zip(found, embeddings, strict=True)]
+        return [
+            AnalyzedFace(d.scaled(back) if back != 1.0 else d, e, c)
+            for d, e, c in zip(found, embeddings, crops, strict=True)
+        ]
 
     def embed_crops(self, crops: Sequence[UInt8Image]) -> FloatArray:
         return self.load()[1].embed(crops)
 
-    def diagnose(self, data: bytes, *, galleries: Sequence[GalleryIndex]) -> DiagnoseResult:
+    def diagnose(self, data: bytes, *, galleries: Sequence[GalleryIndex], explain: bool = False) -> DiagnoseResult:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         image = self.decode(data)
@@ -117,6 +123,13 @@ class Pipeline:
             for f, scores in zip(faces, ranked, strict=True)
         ]
         timings["match"] = (time.perf_counter() - t_match) * 1000
+        if explain:
+            t_explain = time.perf_counter()
+            limit = self.settings.explain_max_faces
+            for face, scores, result in list(zip(faces, ranked, results, strict=True))[:limit]:
+                if scores:
+                    result.explanation = self.explain(face, scores[0], thresholds[scores[0].member.group])
+            timings["explain"] = (time.perf_counter() - t_explain) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         return DiagnoseResult(
             faces=results,
@@ -124,6 +137,22 @@ class Pipeline:
             model_pack=self.pack_name,
             index_versions={g.group: g.version_id for g in galleries},
             timings_ms={k: round(v, 2) for k, v in timings.items()},
+        )
+
+    def explain(self, face: AnalyzedFace, best: MemberScore, gallery: GalleryIndex) -> Explanation:
+        """Which regions of the face raise its similarity to the best member (pipeline/explain.py)."""
+        target = gallery.member_target(face.embedding, best.member.id)
+        heat = occlusion_heatmap(self.load()[1], face.crop, target)
+        # Similarity transforms commute with scaling, so the photo's own landmarks give its crop's transform.
+        matrix = similarity_transform(face.detection.landmarks, ARCFACE_TEMPLATE)
+        return Explanation(
+            member_id=best.member.id,
+            photo_id=best.closest_photo_id,
+            similarity=round(heat.similarity, 4),
+            size=face.crop.shape[0],
+            cell=CELL,
+            grid=[[round(float(v), 4) for v in row] for row in heat.grid],
+            transform=[[round(float(v), 6) for v in row] for row in matrix],
         )
 
 
@@ -142,7 +171,15 @@ def face_result(
     face: AnalyzedFace, scores: list[MemberScore], galleries: dict[str, GalleryIndex], *, min_face_px: int
 ) -> FaceResult:
     d = face.detection
-    warnings = ["small_face"] if min(d.width, d.height) < min_face_px else []
+    warnings = [
+        name
+        for name, hard in (
+            ("small_face", min(d.width, d.height) < min_face_px),
+            ("blurred", quality.sharpness(face.crop) < quality.MIN_SHARPNESS),
+            ("turned", quality.frontality(d.landmarks) < quality.MIN_FRONTAL),
+        )
+        if hard
+    ]
     best = scores[0] if scores else None
     gallery = galleries[best.member.group] if best else None
     verdict = "match" if best and gallery and best.similarity >= gallery.threshold else "no_match"
