@@ -84,7 +84,8 @@ def admin_routes() -> list[tuple[str, str]]:
     app = create_app(Settings(admin_token=TOKEN))
     out = []
     for path, methods in _declared(app.routes):
-        if path.startswith("/admin"):
+        # "/admin" itself is the console page, public: it holds no data and calls these routes with the token.
+        if path.startswith("/admin/"):
             filled = re.sub(r"\{(\w+)\}", lambda m: PLACEHOLDERS[m.group(1)], path)
             out += [(method, filled) for method in sorted(methods)]
     return out
@@ -311,21 +312,20 @@ def test_group_members_and_index_versions(api: httpx.Client) -> None:
     assert sorted(m["slug"] for m in members) == MEMBERS
     assert all(m["photos"] == {"ok": 5} and m["group"] == DEMO_GROUP and m["active"] for m in members), members
 
-    queued = api.post("/admin/reindex", json={"group": DEMO_GROUP}).json()
-    assert wait_job(api, queued["job_id"])["status"] == "done"
-    versions = api.get(f"/admin/groups/{DEMO_GROUP}/versions").json()
+    # The squad group was published twice by the uploads above.
+    versions = api.get(f"/admin/groups/{SQUAD}/versions").json()
     assert len(versions) >= 2 and [v["id"] for v in versions] == sorted((v["id"] for v in versions), reverse=True)
     newest = versions[0]
     assert newest["active"] and not any(v["active"] for v in versions[1:])
-    assert newest["n_members"] == 5 and newest["n_faces"] == 25
+    assert newest["n_members"] == 2 and newest["n_faces"] == 7 and newest["model_pack"] == "buffalo_s"
     calibration = newest["calibration"]
     assert calibration["threshold"] == newest["threshold"]
     histogram = calibration["histogram"]
     assert len(histogram["edges"]) == len(histogram["genuine"]) + 1 == len(histogram["impostor"]) + 1
-    # Every leave-one-out score lands in a bin: 25 genuine (one per photo), as many impostor ones.
-    assert sum(histogram["genuine"]) == calibration["n_genuine"] == 25
-    assert sum(histogram["impostor"]) == calibration["n_impostor"]
-    assert api.get(f"/admin/groups/{DEMO_GROUP}/versions", params={"limit": 1}).json() == versions[:1]
+    # Every leave-one-out score lands in a bin: one genuine score per photo, one impostor score per photo.
+    assert sum(histogram["genuine"]) == calibration["n_genuine"] == 7
+    assert sum(histogram["impostor"]) == calibration["n_impostor"] >= 7
+    assert api.get(f"/admin/groups/{SQUAD}/versions", params={"limit": 1}).json() == versions[:1]
     assert_error(api.get("/admin/groups/nobody/members"), 404, "unknown_group")
     assert_error(api.get("/admin/groups/nobody/versions"), 404, "unknown_group")
 

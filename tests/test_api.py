@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import struct
@@ -525,13 +526,24 @@ def test_openapi_lists_diagnose(client: httpx.Client) -> None:
     assert {"200", "404", "413", "415", "422"} <= documented
 
 
-def test_index_page_and_static_files(client: httpx.Client) -> None:
-    page = client.get("/")
+@pytest.mark.parametrize("path", ["/", "/admin"])
+def test_pages_and_the_files_they_load(client: httpx.Client, path: str) -> None:
+    """Each page and every script, stylesheet and module it names is served (the browser tests use them all)."""
+    page = client.get(path)
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "<html" in page.text.lower()
-    for asset in ("app.js", "style.css"):
-        assert client.get(f"/static/{asset}").status_code == 200
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets), assets
+    modules = [a for a in assets if a.endswith(".js")]
+    while modules:
+        script = client.get(modules.pop())
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+        # Modules import each other relatively: follow them so a missing one fails here, not only in a browser.
+        for name in re.findall(r'from "\./([\w.-]+\.js)"', script.text):
+            assets.append(f"/static/js/{name}")
+            modules.append(f"/static/js/{name}")
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
 
 
 def test_unknown_route_and_method(client: httpx.Client) -> None:

@@ -72,7 +72,8 @@ async def diagnose(
         raise InvalidParameter(f"the image is over {limit} bytes", code="upload_too_large", status=413)
     if not data:
         raise InvalidParameter("the image field is empty", code="not_an_image", status=415)
-    job_id = await runtime.runner.submit("diagnose", {"group": group, "explain": explain}, data=data)
+    params: dict[str, Any] = {"group": group, "explain": True} if explain else {"group": group}
+    job_id = await runtime.runner.submit("diagnose", params, data=data)
     state = await runtime.runner.wait(job_id, 0.0 if run_async else runtime.settings.diagnose_wait_s)
     assert state is not None  # the row was committed before submit returned
     # An async request is always a 202, even when a fast worker has already finished the job.
