@@ -81,7 +81,7 @@ def test_reindex_while_diagnoses_run(cluster: Cluster, reference: Reference) -> 
                 ingest.signal_group(signal.SIGCONT)
             assert first.status_code == 202, first.text
             job_id = first.json()["job_id"]
-            assert first.headers["location"] == f"/jobs/{job_id}"
+            assert first.headers["location"] == f"/admin/jobs/{job_id}"
             assert second.status_code == 409, second.text
             assert second.json()["error"]["code"] == "job_conflict"
             assert queued is not None and queued["status"] == "queued" and queued["kind"] == "reindex"

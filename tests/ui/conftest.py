@@ -49,13 +49,14 @@ def ui_gateway(demo_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 class PageErrors:
-    """Console errors and uncaught exceptions of one page."""
+    """Console errors and uncaught exceptions of one page, less the console errors the test expects."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: tuple[str, ...] = ()) -> None:
         self.messages: list[str] = []
+        self.expected = expected
 
     def console(self, message: Any) -> None:
-        if message.type == "error":
+        if message.type == "error" and not any(text in message.text for text in self.expected):
             self.messages.append(f"console.error: {message.text} at {message.location}")
 
     def page_error(self, error: Any) -> None:
@@ -64,13 +65,20 @@ class PageErrors:
 
 @pytest.fixture
 def open_page(browser: Any, ui_gateway: Gateway) -> Iterator[Callable[..., Any]]:
-    """open_page(path="/", locale="en-US", viewport=(1280, 900), mobile=False) -> a Playwright page at the path.
+    """open_page(path="/", locale="en-US", viewport=(1280, 900), mobile=False, expected_errors=()) -> a Playwright
+    page at the path.
 
-    At the end of the test, every page opened must have logged no console error and thrown nothing."""
+    At the end of the test, every page opened must have logged no console error and thrown nothing, except console
+    errors containing one of `expected_errors` (Chromium logs every 4xx answer, e.g. the 401 of a refused login)."""
     opened: list[tuple[Any, PageErrors]] = []
 
     def open_(
-        path: str = "/", *, locale: str = "en-US", viewport: tuple[int, int] = (1280, 900), mobile: bool = False
+        path: str = "/",
+        *,
+        locale: str = "en-US",
+        viewport: tuple[int, int] = (1280, 900),
+        mobile: bool = False,
+        expected_errors: tuple[str, ...] = (),
     ) -> Any:
         context = browser.new_context(
             base_url=ui_gateway.base_url,
@@ -81,7 +89,7 @@ def open_page(browser: Any, ui_gateway: Gateway) -> Iterator[Callable[..., Any]]
             device_scale_factor=2 if mobile else 1,
         )
         page = context.new_page()
-        errors = PageErrors()
+        errors = PageErrors(expected_errors)
         page.on("console", errors.console)
         page.on("pageerror", errors.page_error)
         page.set_default_timeout(30_000)

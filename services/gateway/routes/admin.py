@@ -555,13 +555,7 @@ async def scrape(runtime: RuntimeDep, body: ScrapeRequest) -> JSONResponse:
 @router.post("/reindex", status_code=202, response_model=JobAccepted, responses=errors(404, 409, 422))
 async def reindex(runtime: RuntimeDep, body: ReindexRequest) -> JSONResponse:
     await asyncio.to_thread(_require_group, runtime.settings.sqlalchemy_url, body.group)
-    job_id = await runtime.runner.submit("reindex", {"group": body.group}, lock_key=f"reindex:{body.group}")
-    location = f"/jobs/{job_id}"
-    return JSONResponse(
-        status_code=202,
-        content=JobAccepted(job_id=job_id, status="queued", location=location).model_dump(),
-        headers={"Location": location},
-    )
+    return accepted(await runtime.runner.submit("reindex", {"group": body.group}, lock_key=f"reindex:{body.group}"))
 
 
 # --------------------------------------------------------------------------- jobs
