@@ -546,6 +546,13 @@ def test_pages_and_the_files_they_load(client: httpx.Client, path: str) -> None:
         assert client.get(asset).status_code == 200, asset
 
 
+def test_about_states_the_privacy_figures(client: httpx.Client) -> None:
+    about = client.get("/about").json()
+    assert about["stores_uploads"] is False
+    assert about["result_ttl_s"] == 3600 and about["max_upload_bytes"] == MAX_UPLOAD
+    assert about["model_pack"] == "buffalo_s" and about["explain_max_faces"] >= 1
+
+
 def test_unknown_route_and_method(client: httpx.Client) -> None:
     assert_error(client.get("/no/such/route"), 404, "not_found")
     assert_error(client.get("/diagnose"), 405, "method_not_allowed")

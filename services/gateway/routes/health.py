@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics."""
+"""Liveness, readiness, metrics, and what the service tells its users about itself."""
 
 from __future__ import annotations
 
@@ -6,14 +6,39 @@ import asyncio
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from lookalike import __version__
 from lookalike.db import repository as repo
 from lookalike.db.engine import session_scope
 from services.gateway import metrics
 from services.gateway.deps import RuntimeDep
 
 router = APIRouter(tags=["health"])
+
+
+class About(BaseModel):
+    version: str
+    model_pack: str
+    stores_uploads: bool = Field(description="always false: uploads are analysed in memory and dropped")
+    result_ttl_s: int = Field(description="diagnose results (boxes and scores, no image) are deleted after this")
+    max_upload_bytes: int
+    explain_max_faces: int = Field(description="explain=true maps this many faces, largest first")
+
+
+@router.get("/about", response_model=About)
+def about(runtime: RuntimeDep) -> About:
+    """What the web page states: the privacy notice's figures and the upload limit come from here."""
+    s = runtime.settings
+    return About(
+        version=__version__,
+        model_pack=runtime.context.pipeline.pack_name,
+        stores_uploads=False,
+        result_ttl_s=s.result_ttl_s,
+        max_upload_bytes=s.max_upload_bytes,
+        explain_max_faces=s.explain_max_faces,
+    )
 
 
 @router.get("/healthz")

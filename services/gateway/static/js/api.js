@@ -1,0 +1,80 @@
+// The gateway's public API. Failures become ApiError carrying the API's stable error code ("network" when the
+// server could not be reached), which the page turns into a localized message.
+const POLL_MS = 1000;
+
+export class ApiError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "ApiError";
+    this.code = code;
+  }
+}
+
+function errorFrom(body) {
+  const error = body && body.error;
+  return new ApiError(error?.code || "generic", error?.message || "the request failed");
+}
+
+const aborted = () => new DOMException("aborted", "AbortError");
+
+async function getJson(url, signal) {
+  let response;
+  try {
+    response = await fetch(url, { signal });
+  } catch (error) {
+    throw error.name === "AbortError" ? error : new ApiError("network", String(error));
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw errorFrom(body);
+  return body;
+}
+
+export const loadGroups = () => getJson("/groups");
+export const loadMembers = () => getJson("/members");
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    const stop = () => {
+      clearTimeout(timer);
+      reject(aborted());
+    };
+    signal?.addEventListener("abort", stop, { once: true });
+  });
+}
+
+// A 202 means the job outlived the gateway's wait: follow it at its Location until it ends.
+async function followJob(location, signal) {
+  for (;;) {
+    await sleep(POLL_MS, signal);
+    const job = await getJson(location, signal);
+    if (job.status === "done") return job.result;
+    if (job.status === "failed") throw errorFrom({ error: job.error });
+  }
+}
+
+// POST /diagnose?explain=true. XMLHttpRequest, not fetch: only it reports upload progress.
+// onProgress(fraction) runs while the photo uploads, onUploaded() once the server has it all.
+export function diagnose(file, { group, signal, onProgress, onUploaded }) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/diagnose?explain=true");
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    });
+    xhr.upload.addEventListener("load", onUploaded);
+    xhr.addEventListener("load", () => {
+      if (xhr.status === 202) resolve(followJob(xhr.response.location, signal));
+      else if (xhr.status >= 200 && xhr.status < 300) resolve(xhr.response);
+      else reject(errorFrom(xhr.response));
+    });
+    xhr.addEventListener("error", () => reject(new ApiError("network", "the upload failed")));
+    xhr.addEventListener("abort", () => reject(aborted()));
+    signal?.addEventListener("abort", () => xhr.abort(), { once: true });
+    const body = new FormData();
+    body.append("image", file);
+    if (group) body.append("group", group);
+    xhr.send(body);
+  });
+}

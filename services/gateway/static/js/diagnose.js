@@ -1,0 +1,220 @@
+// The diagnose page: pick, shoot or drop a photo; it is uploaded with progress, then every face is boxed on the
+// photo and gets a card. Everything shown is rebuilt from `state` when the language changes.
+import { ApiError, diagnose, loadGroups, loadMembers } from "./api.js";
+import { cardId, renderCard } from "./card.js";
+import { KNOWN_ERRORS, MESSAGES } from "./diagnose-messages.js";
+import { el } from "./dom.js";
+import { renderBoxes } from "./faces.js";
+import { addMessages, locale, onLocaleChange, t, translate } from "./i18n.js";
+import { mountLocaleSwitch } from "./locale-switch.js";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  file: $("file"),
+  camera: $("camera"),
+  dropzone: $("dropzone"),
+  group: $("group"),
+  status: $("status"),
+  progress: $("progress"),
+  error: $("error"),
+  results: $("results"),
+  photo: $("photo"),
+  boxes: $("boxes"),
+  cards: $("cards"),
+};
+const state = {
+  request: null, // the AbortController of the diagnosis in flight
+  status: null, // [message key, vars]
+  errorCode: null,
+  group: "", // the group slug the result was asked for; "" = all
+  result: null,
+  photo: null, // ImageBitmap of the upload, EXIF-upright like the API's coordinates; null if undecodable here
+  photoUrl: null,
+  selected: null,
+  members: new Map(), // id -> member, for the Japanese names in meta.name_ja
+  groups: new Map(), // slug -> name
+};
+
+// ---------------------------------------------------------------- status and errors
+
+function setStatus(key, vars = {}) {
+  state.status = key ? [key, vars] : null;
+  ui.status.textContent = key ? t(key, vars) : "";
+}
+
+function showError(code) {
+  state.errorCode = code;
+  ui.error.hidden = !code;
+  ui.error.textContent = code ? t(`error_${KNOWN_ERRORS.has(code) ? code : "generic"}`) : "";
+}
+
+function fail(error) {
+  if (error.name === "AbortError") return;
+  if (!(error instanceof ApiError)) console.warn(error); // a bug of ours: still a friendly message on screen
+  setStatus(null);
+  showError(error.code || "generic");
+}
+
+// ---------------------------------------------------------------- results
+
+const view = {
+  name(match) {
+    const ja = state.members.get(match.member_id)?.meta?.name_ja;
+    return locale() === "ja" && ja ? ja : match.name;
+  },
+  groupName: (slug) => state.groups.get(slug) || slug,
+  // "nobody in this group" when one group was compared, "in the gallery" when several were.
+  get oneGroup() {
+    return Boolean(state.group) || state.groups.size <= 1;
+  },
+  onError: fail,
+  get photo() {
+    return state.photo;
+  },
+  get image() {
+    return state.result.image;
+  },
+};
+
+function select(index, { scroll = false } = {}) {
+  state.selected = index;
+  [...ui.boxes.children].forEach((box, i) => box.setAttribute("aria-pressed", String(i === index)));
+  [...ui.cards.children].forEach((card, i) => card.classList.toggle("selected", i === index));
+  if (scroll) reveal($(cardId(index)));
+}
+
+function reveal(node) {
+  const smooth = !matchMedia("(prefers-reduced-motion: reduce)").matches;
+  node.scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "nearest" });
+}
+
+function render() {
+  const { result } = state;
+  ui.results.hidden = false;
+  ui.results.classList.toggle("no-photo", !state.photo);
+  renderBoxes(ui.boxes, result, (i) => select(i, { scroll: true }));
+  const cards = result.faces.map((face, i) => renderCard(face, i, view));
+  cards.forEach((card, i) => card.addEventListener("click", () => select(i)));
+  ui.cards.replaceChildren(...cards);
+  if (state.selected !== null) select(state.selected);
+}
+
+function clearResults() {
+  state.result = null;
+  state.selected = null;
+  state.photo?.close();
+  state.photo = null;
+  if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
+  state.photoUrl = null;
+  ui.results.hidden = true;
+  ui.results.classList.remove("analysing");
+  ui.boxes.replaceChildren();
+  ui.cards.replaceChildren();
+  ui.photo.removeAttribute("src");
+}
+
+// ---------------------------------------------------------------- the diagnosis
+
+// The photo is shown as soon as the browser has decoded it, while the upload runs.
+async function preview(file, request) {
+  // Chromium applies the EXIF orientation here too, so the picture matches the API's coordinates.
+  const photo = await createImageBitmap(file).catch(() => null); // HEIC: the server reads it, Chromium cannot
+  if (!photo) return;
+  if (request.signal.aborted) {
+    photo.close();
+    return;
+  }
+  state.photo = photo;
+  state.photoUrl = URL.createObjectURL(file);
+  ui.photo.src = state.photoUrl;
+  ui.results.hidden = false;
+  await ui.photo.decode().catch(() => {}); // its height is known once decoded
+  if (!request.signal.aborted) reveal(ui.results); // below the fold on small screens
+}
+
+async function run(file) {
+  state.request?.abort();
+  const request = new AbortController();
+  state.request = request;
+  clearResults();
+  showError(null);
+  setStatus("status_uploading");
+  ui.progress.value = 0;
+  ui.progress.hidden = false;
+  ui.results.classList.add("analysing");
+  const shown = preview(file, request);
+  state.group = ui.group.value;
+  try {
+    const result = await diagnose(file, {
+      group: state.group,
+      signal: request.signal,
+      onProgress: (fraction) => {
+        ui.progress.value = Math.round(fraction * 100);
+      },
+      onUploaded: () => {
+        ui.progress.removeAttribute("value"); // indeterminate while the server works
+        setStatus("status_analysing");
+      },
+    });
+    await shown;
+    state.result = result;
+    ui.results.classList.remove("analysing");
+    render();
+    const n = result.faces.length;
+    setStatus(n === 1 ? "faces_found_one" : "faces_found_other", { n });
+  } catch (error) {
+    if (error.name !== "AbortError") clearResults();
+    fail(error);
+  } finally {
+    if (state.request === request) ui.progress.hidden = true;
+  }
+}
+
+// ---------------------------------------------------------------- inputs
+
+function pick(event) {
+  const [file] = event.target.files;
+  event.target.value = ""; // picking the same photo again still fires "change"
+  if (file) run(file);
+}
+
+function bindDrop(zone) {
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", (event) => {
+    if (!zone.contains(event.relatedTarget)) zone.classList.remove("dragging");
+  });
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    const file = [...event.dataTransfer.files].find((f) => f.type.startsWith("image/")) || event.dataTransfer.files[0];
+    if (file) run(file);
+  });
+  // A photo dropped beside the zone must not make the browser leave the page to display it.
+  for (const type of ["dragover", "drop"]) window.addEventListener(type, (event) => event.preventDefault());
+}
+
+async function fillGroups() {
+  const [groups, members] = await Promise.all([loadGroups(), loadMembers()]);
+  for (const group of groups) {
+    state.groups.set(group.slug, group.name);
+    ui.group.append(el("option", { value: group.slug, text: group.name }));
+  }
+  for (const member of members) state.members.set(member.id, member);
+  if (state.result) render(); // the Japanese names arrived after the result
+}
+
+addMessages(MESSAGES);
+translate(document);
+mountLocaleSwitch(document.querySelector(".locale-switch"));
+onLocaleChange(() => {
+  if (state.status) setStatus(...state.status);
+  if (state.errorCode) showError(state.errorCode);
+  if (state.result) render();
+});
+ui.file.addEventListener("change", pick);
+ui.camera.addEventListener("change", pick);
+bindDrop(ui.dropzone);
+fillGroups().catch(fail);

@@ -1,0 +1,268 @@
+"""The diagnose page (/) in Chromium against the real gateway and demo gallery: upload, boxes and cards, group
+photos, Japanese, phone width, keyboard-only use, the downloadable result card, the "Why?" heatmap, errors."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image, ImageFilter
+from test_api import FACES, MEMBERS, Gateway
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+GROUP_PHOTO = FACES / "group" / "02.jpg"  # five faces, nobody from the demo gallery
+STRANGER = FACES / "strangers" / "meryl_streep" / "06.jpg"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MAX_TABS = 20
+SELECTED = re.compile(r"\bselected\b")
+
+
+@pytest.fixture(scope="module")
+def api(ui_gateway: Gateway) -> Iterator[httpx.Client]:
+    with ui_gateway.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def members(api: httpx.Client) -> dict[str, dict[str, Any]]:
+    """slug -> the member as GET /members lists it."""
+    return {m["slug"]: m for m in api.get("/members").raise_for_status().json()}
+
+
+def probe(slug: str) -> Path:
+    return sorted((FACES / "probes" / slug).glob("*.jpg"))[0]
+
+
+def api_faces(api: httpx.Client, photo: Path, *, explain: bool = False) -> list[dict[str, Any]]:
+    url = "/diagnose?explain=true" if explain else "/diagnose"
+    response = api.post(url, files={"image": (photo.name, photo.read_bytes(), "image/jpeg")})
+    faces: list[dict[str, Any]] = response.raise_for_status().json()["faces"]
+    return faces
+
+
+def diagnose(page: Any, photo: Path) -> None:
+    """Pick the photo with the file input and wait for the cards."""
+    page.set_input_files("#file", str(photo))
+    wait_for_result(page)
+
+
+def drop(page: Any, photo: Path) -> None:
+    """Drop the photo on the drop zone, as a drag from the desktop would."""
+    page.evaluate(
+        """([b64, name]) => {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          const dataTransfer = new DataTransfer();
+          dataTransfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+          const zone = document.getElementById("dropzone");
+          for (const type of ["dragenter", "dragover", "drop"]) {
+            zone.dispatchEvent(new DragEvent(type, { dataTransfer, bubbles: true, cancelable: true }));
+          }
+        }""",
+        [base64.b64encode(photo.read_bytes()).decode(), photo.name],
+    )
+
+
+def wait_for_result(page: Any) -> None:
+    page.wait_for_selector(".face-card")
+    expect(page.locator("#progress")).to_be_hidden()
+
+
+def tab_to(page: Any, selector: str) -> None:
+    """Press Tab until the focused element matches the selector."""
+    for _ in range(MAX_TABS):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            return
+    pytest.fail(f"{selector} not reached with {MAX_TABS} Tab presses")
+
+
+def test_member_photo_shows_that_member_first(open_page: Any, screenshot: Any, members: dict) -> None:
+    page = open_page()
+    for slug in (MEMBERS[0], MEMBERS[2]):  # two: tests/test_api.py checks every member through the API
+        diagnose(page, probe(slug))
+        card = page.locator(".face-card")
+        expect(card).to_have_count(1)
+        expect(card).to_have_class("face-card match")
+        expect(card.locator(".headline")).to_have_text(f"You look like {members[slug]['name']}!")
+        expect(card.locator(".member-name").first).to_have_text(members[slug]["name"])
+        expect(card.locator(".member img").first).to_have_attribute(
+            "src", re.compile(f"^/members/{members[slug]['id']}/photos/\\d+$")
+        )
+        expect(page.locator("#status")).to_have_text("Found 1 face.")
+    expect(page.locator(".face-box")).to_have_count(1)
+    screenshot(page, "diagnose-match")
+
+
+def test_stranger_resembles_nobody(open_page: Any, screenshot: Any) -> None:
+    page = open_page()
+    drop(page, STRANGER)
+    wait_for_result(page)
+    card = page.locator(".face-card")
+    expect(card).to_have_class("face-card no_match")
+    expect(card.locator(".headline")).to_have_text("You resemble nobody in this group")
+    expect(card.locator(".nobody")).to_contain_text("one of a kind")
+    # The closest candidates are still shown, labelled as not close enough.
+    expect(card.locator(".matches-title")).to_have_text("Closest, but not close enough")
+    expect(card.locator(".member")).to_have_count(3)
+    screenshot(page, "diagnose-no-match")
+
+
+def test_group_photo_boxes_every_face_and_selects_its_card(open_page: Any, screenshot: Any, api: httpx.Client) -> None:
+    expected = len(api_faces(api, GROUP_PHOTO))
+    assert expected >= 3
+    page = open_page()
+    page.set_input_files("#file", str(GROUP_PHOTO))
+    # The upload itself is instant here; the analysis (explanations of several faces) takes seconds.
+    expect(page.locator("#status")).to_have_text("Looking for faces and comparing them…")
+    expect(page.locator("#progress")).to_be_visible()
+    expect(page.locator("#photo")).to_be_visible()  # the photo is previewed while the server works
+    screenshot(page, "diagnose-analysing")
+    wait_for_result(page)
+    boxes = page.locator(".face-box")
+    cards = page.locator(".face-card")
+    expect(boxes).to_have_count(expected)
+    expect(cards).to_have_count(expected)
+    expect(page.locator("#status")).to_contain_text(f"Found {expected} faces")
+    for i in range(expected):
+        expect(boxes.nth(i)).to_have_accessible_name(f"Face {i + 1}")
+    last = expected - 1
+    boxes.nth(last).click()
+    expect(cards.nth(last)).to_have_class(SELECTED)
+    expect(cards.nth(last)).to_be_in_viewport()
+    expect(boxes.nth(last)).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".face-card.selected")).to_have_count(1)
+    boxes.nth(0).click()
+    expect(cards.nth(0)).to_have_class(SELECTED)
+    expect(cards.nth(last)).not_to_have_class(SELECTED)
+    screenshot(page, "diagnose-group")
+
+
+def test_japanese_from_the_browser_and_the_toggle(open_page: Any, screenshot: Any, members: dict) -> None:
+    page = open_page(locale="ja-JP")
+    html = page.locator("html")
+    expect(html).to_have_attribute("lang", "ja")
+    expect(page.locator("h1")).to_contain_text("あなたに似ているアイドル")
+    expect(page.locator("label[for=file]")).to_have_text("写真を選ぶ")
+    diagnose(page, probe("hori_miona"))
+    # Member names come in Japanese from the member's meta.name_ja.
+    name_ja = members["hori_miona"]["meta"]["name_ja"]
+    expect(page.locator(".face-card .headline")).to_contain_text(f"{name_ja}さんに似ています")
+    expect(page.locator(".privacy")).to_contain_text("1時間")
+    screenshot(page, "diagnose-ja")
+
+    page.get_by_role("button", name="English").click()
+    expect(html).to_have_attribute("lang", "en")
+    expect(page.locator("h1")).to_have_text("Which idol do you look like?")
+    expect(page.locator(".face-card .headline")).to_have_text("You look like Miona Hori!")
+    page.reload()  # the choice is remembered over the browser's language
+    expect(html).to_have_attribute("lang", "en")
+    expect(page.get_by_role("button", name="English")).to_have_attribute("aria-pressed", "true")
+    page.get_by_role("button", name="日本語").click()
+    expect(html).to_have_attribute("lang", "ja")
+    expect(page.locator("h1")).to_contain_text("あなたに似ているアイドル")
+
+
+def test_phone_width_has_no_horizontal_scroll(open_page: Any, screenshot: Any) -> None:
+    page = open_page(viewport=(375, 812), mobile=True)
+    camera = page.locator("#camera")
+    expect(camera).to_have_attribute("capture", "user")
+    expect(page.locator("label[for=camera]")).to_be_visible()
+    diagnose(page, GROUP_PHOTO)
+    # A page wider than the screen would also widen the layout viewport itself: innerWidth stays 375 only if not.
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths == [375, 375]
+    for target in page.locator(
+        "label.button:visible, button:not(.face-box):visible, select:visible, summary:visible"
+    ).all():
+        box = target.bounding_box()
+        assert box["height"] >= 44, f"touch target {target.evaluate('e => e.outerHTML')[:80]} is {box['height']} px"
+    screenshot(page, "diagnose-phone")
+
+
+def test_keyboard_only(open_page: Any) -> None:
+    page = open_page()
+    # Playwright starts intercepting file choosers only a round trip after the first listener is added, and Enter
+    # opens the chooser at once (on keypress): without a listener added beforehand, it is sometimes missed.
+    page.on("filechooser", lambda _: None)
+    tab_to(page, "#file")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(GROUP_PHOTO))
+    wait_for_result(page)
+    tab_to(page, ".face-box")
+    page.keyboard.press("Tab")  # on to the second face
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    page.keyboard.press("Enter")
+    expect(page.locator(".face-card").nth(1)).to_have_class(SELECTED)
+    expect(page.locator(".face-box").nth(1)).to_be_focused()
+
+
+def test_blurred_face_gets_a_hint(open_page: Any, tmp_path: Path) -> None:
+    blurred = tmp_path / "blurred.jpg"
+    Image.open(probe("saito_asuka")).filter(ImageFilter.GaussianBlur(12)).save(blurred)
+    page = open_page()
+    diagnose(page, blurred)
+    expect(page.locator(".face-card .hints li")).to_have_text(
+        "This face is blurred, so the result is less reliable. A sharper photo works better."
+    )
+
+
+def test_result_card_downloads_as_png(open_page: Any) -> None:
+    page = open_page()
+    diagnose(page, probe("saito_asuka"))
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Save result image").click()
+    assert download.value.suggested_filename == "lookalike-face-1.png"
+    data = Path(download.value.path()).read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    assert len(data) > 10_000
+
+
+def test_explanation_heatmap(open_page: Any, screenshot: Any, api: httpx.Client) -> None:
+    photo = probe("saito_asuka")
+    if api_faces(api, photo, explain=True)[0].get("explanation") is None:
+        pytest.skip("POST /diagnose?explain=true gives no explanation yet (the backend's part has not landed)")
+    page = open_page()
+    diagnose(page, photo)
+    why = page.locator(".face-card details.why")
+    why.locator("summary").click()
+    expect(why.locator("figcaption")).to_contain_text("Regions that make you resemble")
+    # Drawn: the aligned face fills the canvas (many colours) and the heat layer tints part of it warm.
+    colours, warm = page.evaluate(
+        """() => {
+          const canvas = document.querySelector('.face-card canvas.heatmap');
+          const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+          const seen = new Set();
+          let warm = 0;
+          for (let i = 0; i < data.length; i += 4) {
+            seen.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+            if (data[i] > 200 && data[i] - data[i + 2] > 80) warm++;
+          }
+          return [seen.size, warm];
+        }"""
+    )
+    assert colours > 1000
+    assert warm > 0
+    expect(why.locator("img")).to_have_js_property("complete", True)
+    screenshot(page, "diagnose-explain")
+
+
+@pytest.mark.parametrize(
+    ("photo", "code", "message"),
+    [
+        (FACES / "noface" / "04.jpg", 422, "couldn't find a face"),
+        (FACES / "MANIFEST.tsv", 415, "doesn't look like a photo"),
+    ],
+)
+def test_errors_are_friendly_alerts(open_page: Any, photo: Path, code: int, message: str) -> None:
+    page = open_page(expected_errors=(f"status of {code}",))
+    page.set_input_files("#file", str(photo))
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text(message)
+    expect(page.locator("#results")).to_be_hidden()
