@@ -36,10 +36,9 @@ def embed_main_faces(
 
     def one(path: Path) -> FloatArray | None:
         try:
-            image = pipeline.decode(path.read_bytes())
+            image, faces = pipeline.read(path.read_bytes())
         except ImageError:
             return None
-        faces = pipeline.analyze(image)
         if not faces:
             return None
         return faces[main_face([f.detection for f in faces], *image.original_size)].embedding

@@ -387,8 +387,7 @@ def _round(value: float, centre: FloatArray | None) -> float | None:
 
 def candidate_photo(pipeline: Pipeline, key: str, data: bytes) -> CandidatePhoto:
     """Detect, embed and assess every face of a photo (raises lookalike.errors.ImageError for bad bytes)."""
-    image = pipeline.decode(data)
-    faces = pipeline.analyze(image)
+    image, faces = pipeline.read(data)
     return CandidatePhoto(
         key=key,
         faces=tuple(

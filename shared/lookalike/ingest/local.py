@@ -112,12 +112,11 @@ def _ingest_photo(
             return
     # The models run outside any transaction: SQLite would hold its write lock meanwhile.
     try:
-        image = pipeline.decode(data)
+        image, faces = pipeline.read(data)
     except ImageError as exc:
         log.warning("skipping %s: %s", path, exc.message)
         report.unreadable.append(str(path))
         return
-    faces = pipeline.analyze(image)
     if not faces:
         report.no_face.append(str(path))
         return
