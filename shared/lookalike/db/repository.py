@@ -348,6 +348,11 @@ def mark_source_scraped(session: Session, source_id: int, *, error: str | None) 
     session.execute(update(Source).where(Source.id == source_id).values(last_scraped_at=utcnow(), last_error=error))
 
 
+def member_digests(session: Session, member_id: int) -> set[str]:
+    """sha256 of every photo the member has, whatever its status."""
+    return set(session.scalars(select(Photo.sha256).where(Photo.member_id == member_id)))
+
+
 def member_phashes(session: Session, member_id: int) -> list[str]:
     """Perceptual hashes of every photo the member has, whatever its status (a rejected photo stays rejected)."""
     rows = session.scalars(select(Photo.phash).where(Photo.member_id == member_id, Photo.phash.is_not(None)))

@@ -11,11 +11,10 @@ rejected by reason), per member as `<group>/<slug>` (slugs are unique within a g
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +30,10 @@ from lookalike.imaging import DecodedImage
 from lookalike.index.builder import BuiltVersion, reindex_group
 from lookalike.index.writer_lock import ReindexRunning
 from lookalike.ingest.curation import CandidateFace, CandidatePhoto, Decision, curate_group
-from lookalike.ingest.dedupe import dhash, is_near_duplicate
+from lookalike.ingest.dedupe import is_near_duplicate
 from lookalike.ingest.fetcher import Fetcher, FetchPolicy, FetchRefused
 from lookalike.ingest.local import store_photo_file
+from lookalike.ingest.prepare import ordered_map, prepare, sha256
 from lookalike.ingest.sources import ArchiveRefused, Candidate, ZipSource, source_from_spec
 from lookalike.jobs.functions import JobContext
 from lookalike.pipeline.quality import FaceQuality, assess_in_image
@@ -150,6 +150,7 @@ def scrape_job(ctx: JobContext, params: dict[str, Any], *, progress: Progress) -
     members = _members_in_scope(settings, params)
     fetcher = Fetcher(fetch_policy(settings))
     counts = {m.key: Counts() for m in members}
+    qualities: dict[int, tuple[FaceQuality, ...]] = {}
     for done, member in enumerate(members):
         with session_scope(settings.sqlalchemy_url) as session:
             sources = [(s.id, s.kind, s.value, dict(s.options or {})) for s in repo.member_sources(session, member.id)]
@@ -162,7 +163,7 @@ def scrape_job(ctx: JobContext, params: dict[str, Any], *, progress: Progress) -
             try:
                 source = source_from_spec(kind, value, **options)
                 found = _fetched(source.candidates(fetcher), fetcher, counts[member.key], report)
-                _collect(ctx, member, found, counts, report)
+                _collect(ctx, member, found, counts, report, qualities)
             except LookalikeError as exc:
                 # One broken source (a dead page, a bad ZIP) must not cost the member's other sources.
                 log.warning("source %s of %s failed: %s", source_id, member.key, exc.message)
@@ -170,7 +171,7 @@ def scrape_job(ctx: JobContext, params: dict[str, Any], *, progress: Progress) -
             with session_scope(settings.sqlalchemy_url) as session:
                 repo.mark_source_scraped(session, source_id, error=error)
         progress(_report("fetch", members, done + 1, counts, member=member.key))
-    return _finish(ctx, members, counts, progress)
+    return _finish(ctx, members, counts, progress, qualities)
 
 
 def upload_job(ctx: JobContext, params: dict[str, Any], data: bytes, *, progress: Progress) -> dict[str, Any]:
@@ -186,8 +187,9 @@ def upload_job(ctx: JobContext, params: dict[str, Any], data: bytes, *, progress
             raise InvalidParameter(f"{name}: {exc.message}") from exc
     else:
         candidates = [Candidate(url=f"upload:{name}", page_url=None, data=data)]
-    _collect(ctx, members[0], candidates, counts, lambda: progress(_report("store", members, 0, counts)))
-    return _finish(ctx, members, counts, progress)
+    qualities: dict[int, tuple[FaceQuality, ...]] = {}
+    _collect(ctx, members[0], candidates, counts, lambda: progress(_report("store", members, 0, counts)), qualities)
+    return _finish(ctx, members, counts, progress, qualities)
 
 
 def _fetched(
@@ -213,48 +215,55 @@ def _collect(
     candidates: Iterable[Candidate],
     all_counts: dict[str, Counts],
     report: Callable[[], None],
+    qualities: dict[int, tuple[FaceQuality, ...]],
 ) -> None:
-    """Store each new picture as a pending photo with all its faces."""
+    """Store each new picture as a pending photo with all its faces; `qualities` gets each one's face quality
+    (by photo id) so that curation need not decode it again."""
     settings, pipeline = ctx.settings, ctx.pipeline
     counts = all_counts[member.key]
     with session_scope(settings.sqlalchemy_url) as session:
         known = repo.member_phashes(session, member.id)
-    for candidate in candidates:
-        counts.candidates += 1
-        assert candidate.data is not None
-        data = candidate.data
-        digest = hashlib.sha256(data).hexdigest()
-        try:
-            image = pipeline.decode(data)
-        except ImageError:
+        digests = repo.member_digests(session, member.id)
+
+    def new_pictures() -> Iterator[tuple[Candidate, str]]:
+        for candidate in candidates:
+            counts.candidates += 1
+            assert candidate.data is not None
+            digest = sha256(candidate.data)
+            if digest in digests:
+                counts.duplicates += 1
+                report()
+                continue
+            digests.add(digest)
+            yield candidate, digest
+
+    for ready in ordered_map(lambda c: prepare(pipeline, *c), new_pictures(), workers=settings.workers):
+        if ready.error is not None or ready.format is None:
             counts.unreadable += 1
             report()
             continue
-        phash = dhash(image.rgb)
-        with session_scope(settings.sqlalchemy_url) as session:
-            duplicate = repo.find_photo(session, member.id, digest) is not None
-        if duplicate or is_near_duplicate(phash, known):
+        if is_near_duplicate(ready.phash, known):
             counts.duplicates += 1
             report()
             continue
-        known.append(phash)
-        faces = pipeline.analyze(image)
-        stored = store_photo_file(settings, member.group, member.slug, digest, image.format, data)
+        known.append(ready.phash)
+        assert ready.candidate.data is not None
+        stored = store_photo_file(settings, member.group, member.slug, ready.digest, ready.format, ready.candidate.data)
         with session_scope(settings.sqlalchemy_url) as session:
             photo = repo.add_photo(
                 session,
                 member=session.get_one(Member, member.id),
-                sha256=digest,
+                sha256=ready.digest,
                 path=stored,
-                width=image.original_size[0],
-                height=image.original_size[1],
-                source_url=candidate.url,
+                width=ready.size[0],
+                height=ready.size[1],
+                source_url=ready.candidate.url,
                 fetched_at=utcnow(),
                 status="pending",
             )
-            photo.phash = phash
-            photo.page_url = candidate.page_url
-            for face in faces:
+            photo.phash = ready.phash
+            photo.page_url = ready.candidate.page_url
+            for face in ready.faces:
                 d = face.detection
                 repo.add_face(
                     session,
@@ -265,22 +274,31 @@ def _collect(
                     model_pack=pipeline.pack_name,
                     embedding=face.embedding,
                 )
+            session.flush()
+            qualities[photo.id] = ready.qualities
         counts.stored += 1
         report()
 
 
-def _candidate(ctx: JobContext, photo: Photo) -> tuple[CandidatePhoto, list[int]]:
-    """A pending photo as curation sees it (quality re-measured from the stored file), and its face row ids."""
+def _candidate(
+    ctx: JobContext, photo: Photo, measured: tuple[FaceQuality, ...] | None
+) -> tuple[CandidatePhoto, list[int]]:
+    """A pending photo as curation sees it, and its face row ids. The faces' quality as this job measured it
+    (`measured`, in face row order), or re-measured from the stored file (a photo an earlier delivery stored)."""
     rows = sorted(photo.faces, key=lambda f: f.id)
     image: DecodedImage | None = None
-    try:
-        image = ctx.pipeline.decode((ctx.settings.photo_dir / photo.path).read_bytes())
-    except (OSError, ImageError):
-        log.warning("photo %s cannot be read back from storage", photo.id)
+    if measured is None or len(measured) != len(rows):
+        measured = None
+        try:
+            image = ctx.pipeline.decode((ctx.settings.photo_dir / photo.path).read_bytes())
+        except (OSError, ImageError):
+            log.warning("photo %s cannot be read back from storage", photo.id)
     faces = []
     for i, row in enumerate(rows):
-        detection = _detection(row)
-        quality = assess_in_image(image, detection) if image is not None else TRUSTED
+        if measured is not None:
+            quality = measured[i]
+        else:
+            quality = assess_in_image(image, _detection(row)) if image is not None else TRUSTED
         faces.append(CandidateFace(face_index=i, embedding=_embedding(row), quality=quality, det_score=row.det_score))
     return CandidatePhoto(key=f"photo:{photo.id}", faces=tuple(faces)), [r.id for r in rows]
 
@@ -296,13 +314,19 @@ def _embedding(row: Face) -> FloatArray:
     return np.frombuffer(row.embedding, dtype=np.float32).copy()
 
 
-def _finish(ctx: JobContext, members: list[MemberRef], counts: dict[str, Counts], progress: Progress) -> dict[str, Any]:
+def _finish(
+    ctx: JobContext,
+    members: list[MemberRef],
+    counts: dict[str, Counts],
+    progress: Progress,
+    qualities: dict[int, tuple[FaceQuality, ...]],
+) -> dict[str, Any]:
     settings = ctx.settings
     groups = sorted({m.group for m in members})
     versions: dict[str, Any] = {}
     for group in groups:
         progress(_report("curate", members, len(members), counts, group=group))
-        _curate_group(ctx, group, counts)
+        _curate_group(ctx, group, counts, qualities)
         progress(_report("index", members, len(members), counts, group=group))
         try:
             built = reindex_when_free(settings, group, model_pack=ctx.pipeline.pack_name)
@@ -339,7 +363,9 @@ def reindex_when_free(settings: Settings, group: str, *, model_pack: str, timeou
             time.sleep(0.2)
 
 
-def _curate_group(ctx: JobContext, group_slug: str, counts: dict[str, Counts]) -> None:
+def _curate_group(
+    ctx: JobContext, group_slug: str, counts: dict[str, Counts], qualities: dict[int, tuple[FaceQuality, ...]]
+) -> None:
     """Decide every pending photo of the group: each member's photos against the others' identities."""
     settings, pack = ctx.settings, ctx.pipeline.pack_name
     with session_scope(settings.sqlalchemy_url) as session:
@@ -361,7 +387,7 @@ def _curate_group(ctx: JobContext, group_slug: str, counts: dict[str, Counts]) -
                 continue
             photos = []
             for photo in pending:
-                candidate, ids = _candidate(ctx, photo)
+                candidate, ids = _candidate(ctx, photo, qualities.get(photo.id))
                 photos.append(candidate)
                 face_rows[candidate.key] = (photo.id, ids)
             # The member's gallery photos vouch for them: a scrape adds to an identity it already knows.
