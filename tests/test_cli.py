@@ -347,3 +347,36 @@ def test_no_arguments_shows_help(cli: Cli) -> None:
     assert result.returncode != 0
     for command in ("ingest", "diagnose", "reindex", "eval", "models", "migrate", "serve"):
         assert command in result.stdout + result.stderr
+
+
+def test_serve_runs_several_processes_on_one_port(tmp_path: Path) -> None:
+    """`serve --processes 2` on an empty data dir: both processes migrate the same new database at start-up (one
+    at a time, under the migration lock), load their models and answer on the one port."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
+    env["LOOKALIKE_DATA_DIR"] = str(tmp_path / "data")
+    log = tmp_path / "serve.log"
+    command = [str(LOOKALIKE), "serve", "--port", str(port), "--processes", "2"]
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while log.read_text().count("Application startup complete") < 2:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        base = f"http://127.0.0.1:{port}"
+        # No gallery yet: every process answers, and says so the same way.
+        answers = {httpx.get(base + "/readyz", timeout=10).status_code for _ in range(6)}
+        assert answers == {503}, log.read_text()
+        assert "Traceback" not in log.read_text()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert set(inspect(create_engine(f"sqlite:///{tmp_path / 'data' / 'lookalike.db'}")).get_table_names()) >= TABLES

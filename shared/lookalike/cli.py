@@ -93,6 +93,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     port: Annotated[int | None, typer.Option(help="Port")] = None,
     demo: Annotated[bool, typer.Option(help="Load the demo gallery first if the database has no group")] = False,
+    processes: Annotated[
+        int | None, typer.Option(help="Gateway processes on one port (default LOOKALIKE_PROCESSES)", min=1)
+    ] = None,
 ) -> None:
     """Run the gateway (embedded mode: in-process worker pool, SQLite, local index)."""
     import uvicorn
@@ -106,6 +109,8 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level="info",
+        # Each process loads its own models and worker pool: one per core beats threads sharing one process.
+        workers=processes or settings.processes,
     )
 
 

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     providers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Threads per ONNX Runtime session on CPU; 0 lets ORT decide. One thread per worker avoids spin contention.
     ort_threads: int = 1
+    # `lookalike serve` processes sharing the port (each with its own models and `workers` threads).
+    processes: int = 1
     workers: int = 2
 
     det_size: int = 640
