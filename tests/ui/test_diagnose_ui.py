@@ -1,9 +1,11 @@
 """The diagnose page (/) in Chromium against the real gateway and demo gallery: upload, boxes and cards, group
-photos, Japanese, phone width, keyboard-only use, the downloadable result card, the "Why?" heatmap, errors."""
+photos, Japanese, phone width, keyboard-only use, the downloadable result card, the "Why?" heatmap asked for only
+when opened, the figures of GET /about, errors."""
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +23,32 @@ STRANGER = FACES / "strangers" / "meryl_streep" / "06.jpg"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_TABS = 20
 SELECTED = re.compile(r"\bselected\b")
+FIRST_ANSWER = re.compile(r"/diagnose$")
+EXPLAIN = re.compile(r"/diagnose\?explain=true$")
+EXPLAIN_TIMEOUT_MS = 90_000  # seconds per face on a busy CI runner
+WORKING = "Working out which parts of your face match"
+# Counts, in a canvas.heatmap, the distinct colours (the aligned face drawn) and the warm pixels (the heat layer).
+CANVAS_COLOURS_AND_WARMTH = """canvas => {
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  const seen = new Set();
+  let warm = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    seen.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+    if (data[i] > 200 && data[i] - data[i + 2] > 80) warm++;
+  }
+  return [seen.size, warm];
+}"""
 
 
 @pytest.fixture(scope="module")
 def api(ui_gateway: Gateway) -> Iterator[httpx.Client]:
     with ui_gateway.client() as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def about(api: httpx.Client) -> dict[str, Any]:
+    return dict(api.get("/about").raise_for_status().json())
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +88,38 @@ def drop(page: Any, photo: Path) -> None:
         }""",
         [base64.b64encode(photo.read_bytes()).decode(), photo.name],
     )
+
+
+def record_diagnoses(page: Any) -> list[str]:
+    """The URLs of the page's POST /diagnose requests, appended as they are sent."""
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url) if r.method == "POST" and "/diagnose" in r.url else None)
+    return urls
+
+
+def slow_network(page: Any, *, latency_ms: int) -> Any:
+    """Chromium's network emulation: the upload takes a moment and every answer comes latency_ms late, so that the
+    states in between can be seen. normal_network(cdp) ends it."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    conditions = {"offline": False, "latency": latency_ms, "downloadThroughput": -1, "uploadThroughput": 200_000}
+    cdp.send("Network.emulateNetworkConditions", conditions)
+    return cdp
+
+
+def normal_network(cdp: Any) -> None:
+    conditions = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    cdp.send("Network.emulateNetworkConditions", conditions)
+
+
+def full_height_screenshot(page: Any, screenshot: Any, name: str) -> None:
+    """A full-page screenshot of a phone page. Chromium's own full-page capture drops the touch emulation while it
+    captures (the camera button, shown on touch screens only, would vanish): the viewport is made as tall as the
+    page instead."""
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": page.evaluate("document.documentElement.scrollHeight")})
+    screenshot(page, name)
+    page.set_viewport_size(size)
 
 
 def wait_for_result(page: Any) -> None:
@@ -113,17 +167,25 @@ def test_stranger_resembles_nobody(open_page: Any, screenshot: Any) -> None:
     screenshot(page, "diagnose-no-match")
 
 
-def test_group_photo_boxes_every_face_and_selects_its_card(open_page: Any, screenshot: Any, api: httpx.Client) -> None:
+def test_group_photo_boxes_every_face_and_selects_its_card(
+    open_page: Any, screenshot: Any, api: httpx.Client, about: dict[str, Any]
+) -> None:
     expected = len(api_faces(api, GROUP_PHOTO))
-    assert expected >= 3
+    explained = about["explain_max_faces"]
+    assert expected > explained >= 2  # some faces get a "Why?", the smallest does not
     page = open_page()
+    diagnoses = record_diagnoses(page)
+    # The answer comes in well under a second: slowed here, so that the page can be seen while the server works.
+    cdp = slow_network(page, latency_ms=1500)
     page.set_input_files("#file", str(GROUP_PHOTO))
-    # The upload itself is instant here; the analysis (explanations of several faces) takes seconds.
     expect(page.locator("#status")).to_have_text("Looking for faces and comparing them…")
     expect(page.locator("#progress")).to_be_visible()
     expect(page.locator("#photo")).to_be_visible()  # the photo is previewed while the server works
     screenshot(page, "diagnose-analysing")
     wait_for_result(page)
+    normal_network(cdp)
+    # The first answer comes without explanations, which take seconds per face.
+    assert diagnoses == [f"{page.url.rstrip('/')}/diagnose"]
     boxes = page.locator(".face-box")
     cards = page.locator(".face-card")
     expect(boxes).to_have_count(expected)
@@ -137,13 +199,37 @@ def test_group_photo_boxes_every_face_and_selects_its_card(open_page: Any, scree
     expect(cards.nth(last)).to_be_in_viewport()
     expect(boxes.nth(last)).to_have_attribute("aria-pressed", "true")
     expect(page.locator(".face-card.selected")).to_have_count(1)
+    # Wide screen: the photo stays at the top of the screen beside the last card.
+    expect(page.locator(".stage")).to_be_in_viewport()
+    assert 0 <= page.locator(".stage").bounding_box()["y"] <= 40
     boxes.nth(0).click()
     expect(cards.nth(0)).to_have_class(SELECTED)
     expect(cards.nth(last)).not_to_have_class(SELECTED)
+
+    # "Why?" for the largest faces only (the answer lists faces largest first).
+    expect(page.locator(".face-card details.why")).to_have_count(explained)
+    expect(cards.nth(last).locator("details.why")).to_have_count(0)
+    # Two faces' explanations opened: one request, for the whole photo, shared by both.
+    for i in (0, 1):
+        cards.nth(i).locator("details.why summary").click()
+        expect(cards.nth(i).locator(".why-body")).to_contain_text(WORKING)
+    for i in (0, 1):
+        expect(cards.nth(i).locator("canvas.heatmap")).to_be_visible(timeout=EXPLAIN_TIMEOUT_MS)
+        expect(cards.nth(i).locator(".why-body")).to_have_attribute("aria-busy", "false")
+    explains = [url for url in diagnoses if EXPLAIN.search(url)]
+    assert len(explains) == 1, diagnoses
+    cards.nth(2).locator("details.why summary").click()  # already answered: no request, no waiting
+    expect(cards.nth(2).locator("canvas.heatmap")).to_be_visible(timeout=1_000)
+    assert len(diagnoses) == 2, diagnoses
+    page.evaluate("window.scrollTo(0, 0)")
+    expect(page.locator("header.topbar")).to_be_in_viewport()  # the smooth scroll has ended
     screenshot(page, "diagnose-group")
 
 
-def test_japanese_from_the_browser_and_the_toggle(open_page: Any, screenshot: Any, members: dict) -> None:
+def test_japanese_from_the_browser_and_the_toggle(
+    open_page: Any, screenshot: Any, members: dict, about: dict[str, Any]
+) -> None:
+    assert about["result_ttl_s"] == 3600  # the gateway's default, which the privacy notice states
     page = open_page(locale="ja-JP")
     html = page.locator("html")
     expect(html).to_have_attribute("lang", "ja")
@@ -153,13 +239,14 @@ def test_japanese_from_the_browser_and_the_toggle(open_page: Any, screenshot: An
     # Member names come in Japanese from the member's meta.name_ja.
     name_ja = members["hori_miona"]["meta"]["name_ja"]
     expect(page.locator(".face-card .headline")).to_contain_text(f"{name_ja}さんに似ています")
-    expect(page.locator(".privacy")).to_contain_text("1時間")
+    expect(page.locator(".privacy")).to_contain_text("は1時間だけ保管し、その後削除します。")
     screenshot(page, "diagnose-ja")
 
     page.get_by_role("button", name="English").click()
     expect(html).to_have_attribute("lang", "en")
     expect(page.locator("h1")).to_have_text("Which idol do you look like?")
     expect(page.locator(".face-card .headline")).to_have_text("You look like Miona Hori!")
+    expect(page.locator(".privacy")).to_contain_text("are kept for 1 hour, then deleted.")
     page.reload()  # the choice is remembered over the browser's language
     expect(html).to_have_attribute("lang", "en")
     expect(page.get_by_role("button", name="English")).to_have_attribute("aria-pressed", "true")
@@ -182,7 +269,7 @@ def test_phone_width_has_no_horizontal_scroll(open_page: Any, screenshot: Any) -
     ).all():
         box = target.bounding_box()
         assert box["height"] >= 44, f"touch target {target.evaluate('e => e.outerHTML')[:80]} is {box['height']} px"
-    screenshot(page, "diagnose-phone")
+    full_height_screenshot(page, screenshot, "diagnose-phone")
 
 
 def test_keyboard_only(open_page: Any) -> None:
@@ -224,33 +311,94 @@ def test_result_card_downloads_as_png(open_page: Any) -> None:
     assert len(data) > 10_000
 
 
-def test_explanation_heatmap(open_page: Any, screenshot: Any, api: httpx.Client) -> None:
-    photo = probe("saito_asuka")
-    if api_faces(api, photo, explain=True)[0].get("explanation") is None:
-        pytest.skip("POST /diagnose?explain=true gives no explanation yet (the backend's part has not landed)")
+def test_explanation_heatmap(open_page: Any, screenshot: Any, members: dict) -> None:
     page = open_page()
-    diagnose(page, photo)
+    diagnoses = record_diagnoses(page)
+    diagnose(page, probe("saito_asuka"))
+    assert not any(EXPLAIN.search(url) for url in diagnoses)
     why = page.locator(".face-card details.why")
     why.locator("summary").click()
-    expect(why.locator("figcaption")).to_contain_text("Regions that make you resemble")
+    # Asked for now, and seconds long: the disclosure says so until the map is drawn.
+    expect(why.locator(".why-body")).to_have_attribute("aria-busy", "true")
+    expect(why.locator(".why-working")).to_contain_text(WORKING)
+    expect(why.locator(".spinner")).to_be_visible()
+    screenshot(page, "diagnose-explain-working")
+    canvas = why.locator("canvas.heatmap")
+    expect(canvas).to_be_visible(timeout=EXPLAIN_TIMEOUT_MS)
+    expect(why.locator(".why-working")).to_have_count(0)
+    expect(why.locator(".why-body")).to_have_attribute("aria-busy", "false")
+    name = members["saito_asuka"]["name"]
+    expect(why.locator("figcaption")).to_contain_text(f"Regions that make you resemble {name}")
     # Drawn: the aligned face fills the canvas (many colours) and the heat layer tints part of it warm.
-    colours, warm = page.evaluate(
-        """() => {
-          const canvas = document.querySelector('.face-card canvas.heatmap');
-          const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-          const seen = new Set();
-          let warm = 0;
-          for (let i = 0; i < data.length; i += 4) {
-            seen.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-            if (data[i] > 200 && data[i] - data[i + 2] > 80) warm++;
-          }
-          return [seen.size, warm];
-        }"""
-    )
+    colours, warm = canvas.evaluate(CANVAS_COLOURS_AND_WARMTH)
     assert colours > 1000
     assert warm > 0
     expect(why.locator("img")).to_have_js_property("complete", True)
+    assert [url for url in diagnoses if EXPLAIN.search(url)] == [diagnoses[-1]]
     screenshot(page, "diagnose-explain")
+
+
+def test_explanation_errors_stay_in_the_disclosure(open_page: Any, screenshot: Any) -> None:
+    """A failed explain request, then an answer whose face is not the card's: a message where the map would be,
+    never a wrong map; the cards stay."""
+    page = open_page(expected_errors=("status of 503",))
+    with page.expect_response(FIRST_ANSWER) as first:
+        diagnose(page, probe("saito_asuka"))
+    answer = first.value.json()
+    refusal = {"error": {"code": "broker_unavailable", "message": "the queue is down"}}
+    page.route(EXPLAIN, lambda route: route.fulfill(status=503, json=refusal))
+    why = page.locator(".face-card details.why")
+    why.locator("summary").click()
+    expect(why.locator(".why-problem")).to_contain_text("We couldn't work out the explanation this time.")
+    expect(page.locator("#error")).to_be_hidden()
+    expect(page.locator(".face-card .headline")).to_contain_text("You look like")
+
+    # The server's face moved by more than a pixel: not this card's face.
+    moved = json.loads(json.dumps(answer))
+    face = moved["faces"][0]
+    face["box"][0] += 5
+    face["explanation"] = {
+        "member_id": face["matches"][0]["member_id"],
+        "photo_id": face["matches"][0]["photo_url"].rsplit("/", 1)[1],
+        "similarity": 0.5,
+        "size": 112,
+        "cell": 8,
+        "grid": [[1.0] * 14] * 14,
+        "transform": [[1, 0, 0], [0, 1, 0]],
+    }
+    page.unroute(EXPLAIN)
+    page.route(EXPLAIN, lambda route: route.fulfill(json=moved))
+    why.get_by_role("button", name="Try again").click()
+    expect(why.locator(".why-problem")).to_have_text("Sorry, we could not explain this face.")
+    expect(why.locator("canvas")).to_have_count(0)
+    expect(why.locator("summary")).to_be_focused()
+    screenshot(page, "diagnose-explain-mismatch")
+
+
+def test_about_figures_reach_the_page(open_page: Any, tmp_path: Path) -> None:
+    """The privacy notice states GET /about's result_ttl_s (general words until it answers), and a photo over its
+    max_upload_bytes is refused before it is sent."""
+    page = open_page()
+    diagnoses = record_diagnoses(page)
+    held: list[Any] = []
+    page.route("**/about", lambda route: held.append(route))
+    page.reload()
+    privacy = page.locator(".privacy")
+    expect(privacy).to_contain_text("are kept for a limited time, then deleted.")
+    assert len(held) == 1
+    real = held[0].fetch().json()
+    limit = GROUP_PHOTO.stat().st_size - 1
+    held[0].fulfill(json={**real, "result_ttl_s": 5400, "max_upload_bytes": limit})
+    expect(privacy).to_contain_text("are kept for 1 hour 30 minutes, then deleted.")
+    page.get_by_role("button", name="日本語").click()
+    expect(privacy).to_contain_text("は1時間30分だけ保管し")
+    page.get_by_role("button", name="English").click()
+
+    page.set_input_files("#file", str(GROUP_PHOTO))
+    expect(page.get_by_role("alert")).to_have_text("This file is too big to upload. Please try a smaller photo.")
+    expect(page.locator("#results")).to_be_hidden()
+    expect(page.locator("#progress")).to_be_hidden()
+    assert diagnoses == []
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,8 @@ async function getJson(url, signal) {
 
 export const loadGroups = () => getJson("/groups");
 export const loadMembers = () => getJson("/members");
+// {version, model_pack, stores_uploads, result_ttl_s, max_upload_bytes, explain_max_faces}
+export const loadAbout = () => getJson("/about");
 
 function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
@@ -53,12 +55,14 @@ async function followJob(location, signal) {
   }
 }
 
-// POST /diagnose?explain=true. XMLHttpRequest, not fetch: only it reports upload progress.
-// onProgress(fraction) runs while the photo uploads, onUploaded() once the server has it all.
-export function diagnose(file, { group, signal, onProgress, onUploaded }) {
+// POST /diagnose, with explain: POST /diagnose?explain=true (the same faces, each of the first
+// /about.explain_max_faces with its heatmap; seconds per face). XMLHttpRequest, not fetch: only it reports upload
+// progress. onProgress(fraction) runs while the photo uploads, onUploaded() once the server has it all.
+export function diagnose(file, { group, explain = false, signal, onProgress = () => {}, onUploaded = () => {} }) {
+  if (signal?.aborted) return Promise.reject(aborted());
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/diagnose?explain=true");
+    xhr.open("POST", explain ? "/diagnose?explain=true" : "/diagnose");
     xhr.responseType = "json";
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onProgress(event.loaded / event.total);

@@ -1,7 +1,7 @@
 // One face's result card: headline, the closest members with resemblance bars, the margin to the runner-up,
 // hints about the photo, the "Why?" heatmap and the download of the result image.
 import { el } from "./dom.js";
-import { renderExplanation } from "./heatmap.js";
+import { renderWhy } from "./heatmap.js";
 import { t } from "./i18n.js";
 import { saveCard } from "./share.js";
 
@@ -41,12 +41,6 @@ function margin(face, view) {
   });
 }
 
-function explanation(face, view) {
-  const ex = face.explanation;
-  if (!ex || !view.photo) return null;
-  const member = face.matches.find((m) => m.member_id === ex.member_id);
-  return renderExplanation(ex, view.photo, view.image, member ? view.name(member) : "");
-}
 
 export function renderCard(face, index, view) {
   const isMatch = face.verdict === "match";
@@ -70,7 +64,7 @@ export function renderCard(face, index, view) {
     el("ol", { class: "members" }, face.matches.slice(0, SHOWN_MATCHES).map((m) => memberRow(m, view))),
     margin(face, view),
     hints.length ? el("ul", { class: "hints" }, hints.map((w) => el("li", { text: t(`hint_${w}`) }))) : null,
-    explanation(face, view),
+    view.why.available(index) ? renderWhy(index, view) : null,
     el("div", { class: "card-actions" }, [save]),
   ];
   return el(

@@ -1,10 +1,13 @@
 // The diagnose page: pick, shoot or drop a photo; it is uploaded with progress, then every face is boxed on the
-// photo and gets a card. Everything shown is rebuilt from `state` when the language changes.
-import { ApiError, diagnose, loadGroups, loadMembers } from "./api.js";
+// photo and gets a card. A face's "Why?" heatmap is asked for only when one is opened: POST /diagnose?explain=true
+// takes seconds per face, so the first answer comes without it. Everything shown is rebuilt from `state` when the
+// language changes.
+import { ApiError, diagnose, loadAbout, loadGroups, loadMembers } from "./api.js";
 import { cardId, renderCard } from "./card.js";
 import { KNOWN_ERRORS, MESSAGES } from "./diagnose-messages.js";
 import { el } from "./dom.js";
 import { renderBoxes } from "./faces.js";
+import { fillWhy } from "./heatmap.js";
 import { addMessages, locale, onLocaleChange, t, translate } from "./i18n.js";
 import { mountLocaleSwitch } from "./locale-switch.js";
 
@@ -18,16 +21,26 @@ const ui = {
   progress: $("progress"),
   error: $("error"),
   results: $("results"),
+  stage: document.querySelector(".stage"),
   photo: $("photo"),
   boxes: $("boxes"),
   cards: $("cards"),
+  privacy: $("privacy-text"),
 };
+// Until GET /about answers (or if it fails): the server's default.
+const DEFAULT_EXPLAIN_MAX_FACES = 4;
 const state = {
   request: null, // the AbortController of the diagnosis in flight
   status: null, // [message key, vars]
   errorCode: null,
   group: "", // the group slug the result was asked for; "" = all
   result: null,
+  file: null, // the photo of `result`, kept for its explanation
+  // The explain=true answer for `result`, asked for when a "Why?" is first opened and shared by all its faces:
+  // {answer, error} once settled. A new photo drops it; an error lets the next opening ask again.
+  explain: null,
+  whyOpen: new Set(), // indices of the faces whose "Why?" is open
+  about: null, // GET /about
   photo: null, // ImageBitmap of the upload, EXIF-upright like the API's coordinates; null if undecodable here
   photoUrl: null,
   selected: null,
@@ -46,6 +59,27 @@ function showError(code) {
   state.errorCode = code;
   ui.error.hidden = !code;
   ui.error.textContent = code ? t(`error_${KNOWN_ERRORS.has(code) ? code : "generic"}`) : "";
+}
+
+// ---------------------------------------------------------------- the privacy notice
+
+// 3600 -> "1 hour", 5400 -> "1 hour 30 minutes" ("1時間30分"): rounded up to the minute, never down.
+function duration(seconds) {
+  const plural = (unit, n) => t(`unit_${unit}_${n === 1 ? "one" : "other"}`, { n });
+  if (seconds < 60) return plural("second", Math.max(0, Math.round(seconds)));
+  let minutes = Math.ceil(seconds / 60);
+  const parts = [];
+  for (const [unit, size] of [["day", 1440], ["hour", 60], ["minute", 1]]) {
+    const n = Math.floor(minutes / size);
+    minutes -= n * size;
+    if (n) parts.push(plural(unit, n));
+  }
+  return parts.join(t("unit_separator"));
+}
+
+function showPrivacy() {
+  const ttl = state.about?.result_ttl_s;
+  ui.privacy.textContent = t("privacy", { ttl: Number.isFinite(ttl) ? duration(ttl) : t("ttl_unknown") });
 }
 
 function fail(error) {
@@ -74,7 +108,79 @@ const view = {
   get image() {
     return state.result.image;
   },
+  why: {
+    // The first explain_max_faces faces are explained (the answer lists faces largest first), when drawable here.
+    available(index) {
+      const limit = state.about?.explain_max_faces ?? DEFAULT_EXPLAIN_MAX_FACES;
+      return Boolean(state.photo && state.file) && index < limit && state.result.faces[index].matches.length > 0;
+    },
+    isOpen: (index) => state.whyOpen.has(index),
+    toggle(index, open) {
+      if (!open) {
+        state.whyOpen.delete(index);
+        return;
+      }
+      state.whyOpen.add(index);
+      explain();
+    },
+    retry() {
+      if (state.explain?.error) state.explain = null;
+      explain();
+    },
+    state: whyState,
+  },
 };
+
+// ---------------------------------------------------------------- explanations
+
+function explain() {
+  if (state.explain && !state.explain.error) return; // asked for already (or answered)
+  const request = state.request; // aborted with the diagnosis when another photo comes
+  const entry = { answer: null, error: null };
+  state.explain = entry;
+  diagnose(state.file, { group: state.group, explain: true, signal: request.signal })
+    .then(
+      (answer) => {
+        entry.answer = answer;
+      },
+      (error) => {
+        if (error.name !== "AbortError" && !(error instanceof ApiError)) console.warn(error);
+        entry.error = error;
+      },
+    )
+    .then(() => {
+      if (state.explain === entry) refreshWhys();
+    });
+  refreshWhys();
+}
+
+const sameBox = (a, b) => a?.length === b?.length && a.every((v, i) => Math.abs(v - b[i]) <= 1);
+
+// What face `index`'s "Why?" shows: {status: "working" | "failed" (+ code) | "mismatch" | "done" (+ explanation,
+// name, isMatch)}. Faces are matched by position (the server is deterministic for the same bytes) and checked: the
+// same box, and an explanation towards the member the card names first. Anything else is not explained rather than
+// explained wrong.
+function whyState(index) {
+  const entry = state.explain;
+  if (!entry || (!entry.answer && !entry.error)) return { status: "working" };
+  if (entry.error) return { status: "failed", code: entry.error.code || "generic" };
+  const face = state.result.faces[index];
+  const best = face.matches[0];
+  const { image, faces } = entry.answer;
+  const twin = faces?.[index];
+  const explanation = twin?.explanation;
+  const sameImage = image?.width === state.result.image.width && image?.height === state.result.image.height;
+  if (!sameImage || !explanation || !best || explanation.member_id !== best.member_id || !sameBox(face.box, twin.box)) {
+    return { status: "mismatch" };
+  }
+  return { status: "done", explanation, name: view.name(best), isMatch: face.verdict === "match" };
+}
+
+function refreshWhys() {
+  for (const details of ui.cards.querySelectorAll("details.why[open]")) fillWhy(details, view);
+}
+
+// ---------------------------------------------------------------- selection
 
 function select(index, { scroll = false } = {}) {
   state.selected = index;
@@ -101,6 +207,9 @@ function render() {
 
 function clearResults() {
   state.result = null;
+  state.file = null;
+  state.explain = null;
+  state.whyOpen.clear();
   state.selected = null;
   state.photo?.close();
   state.photo = null;
@@ -111,6 +220,7 @@ function clearResults() {
   ui.boxes.replaceChildren();
   ui.cards.replaceChildren();
   ui.photo.removeAttribute("src");
+  ui.stage.style.removeProperty("--photo-ratio");
 }
 
 // ---------------------------------------------------------------- the diagnosis
@@ -126,6 +236,7 @@ async function preview(file, request) {
   }
   state.photo = photo;
   state.photoUrl = URL.createObjectURL(file);
+  ui.stage.style.setProperty("--photo-ratio", String(photo.width / photo.height)); // caps its height on wide screens
   ui.photo.src = state.photoUrl;
   ui.results.hidden = false;
   await ui.photo.decode().catch(() => {}); // its height is known once decoded
@@ -138,6 +249,14 @@ async function run(file) {
   state.request = request;
   clearResults();
   showError(null);
+  const limit = state.about?.max_upload_bytes;
+  if (limit && file.size > limit) {
+    // Not worth uploading only to be refused: the same message as the server's 413.
+    setStatus(null);
+    ui.progress.hidden = true;
+    showError("upload_too_large");
+    return;
+  }
   setStatus("status_uploading");
   ui.progress.value = 0;
   ui.progress.hidden = false;
@@ -158,6 +277,7 @@ async function run(file) {
     });
     await shown;
     state.result = result;
+    state.file = file;
     ui.results.classList.remove("analysing");
     render();
     const n = result.faces.length;
@@ -206,10 +326,18 @@ async function fillGroups() {
   if (state.result) render(); // the Japanese names arrived after the result
 }
 
+async function fillAbout() {
+  state.about = await loadAbout();
+  showPrivacy();
+  if (state.result) render(); // explain_max_faces arrived after the result
+}
+
 addMessages(MESSAGES);
 translate(document);
 mountLocaleSwitch(document.querySelector(".locale-switch"));
+showPrivacy();
 onLocaleChange(() => {
+  showPrivacy();
   if (state.status) setStatus(...state.status);
   if (state.errorCode) showError(state.errorCode);
   if (state.result) render();
@@ -218,3 +346,4 @@ ui.file.addEventListener("change", pick);
 ui.camera.addEventListener("change", pick);
 bindDrop(ui.dropzone);
 fillGroups().catch(fail);
+fillAbout().catch((error) => console.warn("GET /about:", error)); // the notice keeps its general wording

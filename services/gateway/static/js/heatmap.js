@@ -1,5 +1,6 @@
 // "Why?": the aligned face the model saw, with the regions that raise the resemblance to the member painted warm,
-// beside that member's closest gallery photo. The explanation comes with the face from POST /diagnose?explain=true.
+// beside that member's closest gallery photo. The explanation is the face's in POST /diagnose?explain=true, asked
+// for (once per photo, by diagnose.js) when a "Why?" is first opened.
 import { el } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -49,7 +50,7 @@ function drawExplanation(canvas, explanation, photo, image) {
   ctx.drawImage(heatLayer(grid), 0, 0, grid[0].length * explanation.cell * s, grid.length * explanation.cell * s);
 }
 
-export function renderExplanation(explanation, photo, image, name) {
+function figure(explanation, photo, image, name, isMatch) {
   const canvas = el("canvas", {
     class: "heatmap",
     width: CANVAS_PX,
@@ -65,11 +66,61 @@ export function renderExplanation(explanation, photo, image, name) {
     height: CANVAS_PX,
     loading: "lazy",
   });
-  return el("details", { class: "why" }, [
-    el("summary", { text: t("why") }),
-    el("figure", {}, [
-      el("div", { class: "why-images" }, [canvas, memberPhoto]),
-      el("figcaption", { text: t("why_caption", { name }) }),
-    ]),
+  return el("figure", {}, [
+    el("div", { class: "why-images" }, [canvas, memberPhoto]),
+    el("figcaption", { text: t(isMatch ? "why_caption" : "why_caption_nobody", { name }) }),
   ]);
+}
+
+function working() {
+  return el("div", { class: "why-working" }, [
+    el("span", { class: "spinner", "aria-hidden": "true" }),
+    el("p", { text: t("why_working") }),
+  ]);
+}
+
+function failed(code, view, details) {
+  const retry = el("button", { type: "button", class: "button", text: t("why_retry") });
+  retry.addEventListener("click", () => {
+    view.why.retry();
+    details.querySelector("summary").focus(); // the button is about to go
+  });
+  const text = t(code === "network" || code === "timeout" ? `error_${code}` : "why_failed");
+  return el("div", { class: "why-problem" }, [el("p", { text }), retry]);
+}
+
+// Shows in an open disclosure what view.why.state(index) says: working, the map, or why there is none. Called again
+// whenever that state changes; a state already shown is left alone.
+export function fillWhy(details, view) {
+  const index = Number(details.dataset.face);
+  const why = view.why.state(index);
+  const body = details.querySelector(".why-body");
+  if (body.dataset.status === why.status) return;
+  body.dataset.status = why.status;
+  body.setAttribute("aria-busy", String(why.status === "working"));
+  const content = {
+    working,
+    done: () => figure(why.explanation, view.photo, view.image, why.name, why.isMatch),
+    failed: () => failed(why.code, view, details),
+    mismatch: () => el("div", { class: "why-problem" }, [el("p", { text: t("why_mismatch") })]),
+  }[why.status];
+  body.replaceChildren(content());
+}
+
+// The "Why?" disclosure of face `index`. Its explanation is asked for when it is first opened
+// (view.why.toggle starts one request for every face of the photo); it stays open across re-renders.
+export function renderWhy(index, view) {
+  const details = el("details", { class: "why", "data-face": index }, [
+    el("summary", { text: t("why") }),
+    el("div", { class: "why-body", "aria-live": "polite" }),
+  ]);
+  details.addEventListener("toggle", () => {
+    view.why.toggle(index, details.open);
+    if (details.open) fillWhy(details, view);
+  });
+  if (view.why.isOpen(index)) {
+    details.open = true;
+    fillWhy(details, view);
+  }
+  return details;
 }
