@@ -7,6 +7,7 @@ that is, under several process/thread set-ups, and takes the best as the ceiling
 - seq 1xN: one process, N intra-op threads without spinning, one photo at a time (lower latency, if any);
 - threads Nx1: one process, N Python threads sharing the sessions, one ORT thread each;
 - procs Nx1: N processes, one ORT thread each (the known best on CPU: sessions that spin fight over cores);
+- procs NxN: N processes, N ORT threads each without spinning (a lone request may use every core);
 - naive: one process, ORT's default threads (all cores, spinning), N Python threads.
 
     .venv/bin/python bench/raw_ceiling.py [--rounds 3] [--workers N]
@@ -65,9 +66,9 @@ def threaded(pipe: Pipeline, photos: list[bytes], rounds: int, workers: int) -> 
         return len(work) / (time.perf_counter() - t0)
 
 
-def _process(args: tuple[list[bytes], int, Any, Any]) -> None:
-    photos, rounds, barrier, results = args
-    pipe = load(1)
+def _process(args: tuple[list[bytes], int, int, Any, Any]) -> None:
+    photos, rounds, threads, barrier, results = args
+    pipe = load(threads)
     for data in photos[:3]:
         run_one(pipe, data)
     barrier.wait()
@@ -80,10 +81,11 @@ def _process(args: tuple[list[bytes], int, Any, Any]) -> None:
     results.put((t0, time.time(), n))
 
 
-def processes(photos: list[bytes], rounds: int, workers: int) -> float:
+def processes(photos: list[bytes], rounds: int, workers: int, threads: int = 1) -> float:
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(workers), ctx.Queue()
-    procs = [ctx.Process(target=_process, args=((photos, rounds, barrier, results),)) for _ in range(workers)]
+    args = (photos, rounds, threads, barrier, results)
+    procs = [ctx.Process(target=_process, args=(args,)) for _ in range(workers)]
     for p in procs:
         p.start()
     spans = [results.get(timeout=900) for _ in procs]
@@ -113,6 +115,10 @@ def measure(photos: list[bytes], *, rounds: int = 3, workers: int | None = None)
         )
         del naive
     rows.append({"setup": f"procs {workers}x1", "photos_per_s": round(processes(photos, rounds, workers), 1)})
+    if workers > 1:
+        # Each process may use every core when alone (latency) and shares them when all are busy (no spinning).
+        rate = processes(photos, rounds, workers, threads=workers)
+        rows.append({"setup": f"procs {workers}x{workers}", "photos_per_s": round(rate, 1)})
     best = max(rows, key=lambda r: r["photos_per_s"])
     fastest = min((r for r in rows if "p50_ms" in r), key=lambda r: r["p50_ms"])
     return {

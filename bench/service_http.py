@@ -7,7 +7,7 @@ For 1 client and for N concurrent clients (each posting the benchmark photos in 
 latency of POST /diagnose, then service / ceiling. Targets (issue 6): embedded throughput with concurrency
 >= 0.85x the ceiling, single-request p50 <= 1.15x raw + 15 ms; distributed with 2 workers >= 0.8x.
 
-    .venv/bin/python bench/service_http.py --mode embedded [--clients 1,4] [--requests 200]
+    .venv/bin/python bench/service_http.py --mode embedded [--clients 1,4] [--requests 150] [--layouts 2:1:1]
     .venv/bin/python bench/service_http.py --mode distributed [--workers 2]
 
 The distributed mode needs Redis and Postgres (LOOKALIKE_BENCH_REDIS_URL, default redis://127.0.0.1:6379/5;
@@ -127,13 +127,19 @@ def load(url: str, photos: list[bytes], *, clients: int, requests: int) -> dict[
     return {"clients": clients, "photos_per_s": round(len(times) / wall, 1), **latency_stats(times)}
 
 
-def service(mode: str, workers: int) -> tuple[dict[str, list[str]], dict[str, str], Path, str]:
+def service(mode: str, workers: int, layout: str) -> tuple[dict[str, list[str]], dict[str, str], Path, str]:
     work = scratch_dir(mode)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve = [LOOKALIKE, "serve", "--host", "127.0.0.1", "--port", str(port)]
     if mode == "embedded":
-        env = base_env(work / "data")
+        processes, threads, ort_threads = layout.split(":")
+        env = base_env(
+            work / "data",
+            LOOKALIKE_PROCESSES=processes,
+            LOOKALIKE_WORKERS=threads,
+            LOOKALIKE_ORT_THREADS=ort_threads,
+        )
         load_demo(env, work)
         return {"gateway": serve}, env, work, url
     import redis
@@ -160,26 +166,32 @@ def main() -> None:
     parser.add_argument("--clients", default=f"1,{2 * (os.cpu_count() or 1)}", help="comma-separated")
     parser.add_argument("--requests", type=int, default=150, help="per client count")
     parser.add_argument("--workers", type=int, default=2, help="distributed: diagnose worker processes")
+    parser.add_argument(
+        "--layouts",
+        default="1:2:1,2:1:1,2:1:2",
+        help="embedded: processes:worker threads:ORT threads, comma-separated (default: the candidates)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="raw ceiling: passes over the photos")
     args = parser.parse_args()
     photos = [p.read_bytes() for p in one_face_photos()]
 
     raw = raw_ceiling.measure(photos, rounds=args.rounds)
     ceiling = raw["ceiling"]
-    commands, env, work, url = service(args.mode, args.workers)
+    layouts = args.layouts.split(",") if args.mode == "embedded" else [f"{args.workers} workers"]
     rows = []
-    with started(commands, env, work, url):
-        for clients in (int(c) for c in args.clients.split(",")):
-            row = load(url, photos, clients=clients, requests=args.requests)
-            row["throughput_ratio"] = round(row["photos_per_s"] / ceiling["photos_per_s"], 3)
-            row["p50_vs_raw_ms"] = round(row["p50_ms"] - ceiling["p50_ms"], 1)
-            row["p50_limit_ms"] = round(1.15 * ceiling["p50_ms"] + 15, 1)
-            rows.append(row)
-    shutil.rmtree(work, ignore_errors=True)
+    for layout in layouts:
+        commands, env, work, url = service(args.mode, args.workers, layout)
+        with started(commands, env, work, url):
+            for clients in (int(c) for c in args.clients.split(",")):
+                row = {"layout": layout, **load(url, photos, clients=clients, requests=args.requests)}
+                row["throughput_ratio"] = round(row["photos_per_s"] / ceiling["photos_per_s"], 3)
+                row["p50_limit_ms"] = round(1.15 * ceiling["p50_ms"] + 15, 1)
+                rows.append(row)
+        shutil.rmtree(work, ignore_errors=True)
     print(f"{args.mode} service vs raw ceiling ({ceiling['photos_per_s']} photos/s, p50 {ceiling['p50_ms']} ms)\n")
     print(table(raw["setups"], ["setup", "photos_per_s", "p50_ms", "p95_ms"]))
     print()
-    columns = ["clients", "photos_per_s", "throughput_ratio", "p50_ms", "p95_ms", "p50_limit_ms"]
+    columns = ["layout", "clients", "photos_per_s", "throughput_ratio", "p50_ms", "p95_ms", "p50_limit_ms"]
     print(table(rows, columns))
     name = f"service_{args.mode}"
     print("wrote", write_json(name, {"mode": args.mode, "workers": args.workers, "raw": raw, "service": rows}))
