@@ -59,9 +59,9 @@ class InlineRunner:
         job_id = new_job_id()
         pool = self._pools[KINDS[kind].queue]
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(
-            pool, lambda: record_job(self.settings, job_id=job_id, kind=kind, params=params, lock_key=lock_key)
-        )
+        # Not on the job pool: a job's row is written while the workers run the jobs before it, so a worker
+        # that frees up finds the next job ready instead of first writing its row.
+        await asyncio.to_thread(record_job, self.settings, job_id=job_id, kind=kind, params=params, lock_key=lock_key)
         work = work_for(self.ctx, kind, job_id, data)
         future = loop.run_in_executor(pool, lambda: run_job(self.settings, job_id, work))
         self._running[job_id] = future
