@@ -1,5 +1,8 @@
 """Index version files on disk: written atomically (temp file, fsync, rename, manifest last), verified by
-sha256 on load. The database holds the embeddings and stays the source of truth; these files are derived."""
+sha256 on load. The database holds the embeddings and stays the source of truth; these files are derived.
+
+The FAISS index is stored whatever its kind (flat or HNSW, index.ann), with its search parameters; the manifest
+names the kind, and a loaded index of another kind is refused."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from lookalike.index import ann
 from lookalike.index.calibration import Calibration
 from lookalike.index.gallery import GalleryIndex, MemberInfo
 
@@ -56,6 +60,7 @@ def save(root: Path, gallery: GalleryIndex) -> tuple[Path, str]:
         "model_pack": gallery.model_pack,
         "member_top_k": gallery.member_top_k,
         "n_faces": int(gallery.index.ntotal),
+        "index_kind": ann.kind_of(gallery.index),
         "members": [m.__dict__ for m in gallery.members.values()],
         "calibration": gallery.calibration.to_dict(),
         "files": {
@@ -96,6 +101,9 @@ def _load(directory: Path, expected_sha256: str | None) -> GalleryIndex:
             raise CorruptIndex(f"{directory / name} does not match its manifest checksum")
         blobs[name] = data
     index = faiss.deserialize_index(np.frombuffer(blobs[INDEX_FILE], dtype=np.uint8))
+    kind, expected_kind = ann.kind_of(index), manifest.get("index_kind", "flat")  # older versions: all flat
+    if kind != expected_kind:
+        raise CorruptIndex(f"{directory / INDEX_FILE} holds a {kind} index, the manifest says {expected_kind}")
     labels = np.load(io.BytesIO(blobs[LABELS_FILE]))
     members = {int(m["id"]): MemberInfo(**m) for m in manifest["members"]}
     return GalleryIndex(
