@@ -17,7 +17,7 @@ from lookalike.db.models import Face, Group, IndexVersion, Job, Member, Photo, S
 
 __all__ = ["Face", "Group", "IndexVersion", "Job", "Member", "Photo", "Source"]
 from lookalike.index.scoring import IntArray
-from lookalike.pipeline.types import FloatArray
+from lookalike.pipeline.types import Detection, FloatArray
 
 USABLE_PHOTO = ("ok", "approved")
 
@@ -82,21 +82,13 @@ def add_photo(
     return photo
 
 
-def add_face(
-    session: Session,
-    *,
-    photo: Photo,
-    box: list[float],
-    landmarks: list[list[float]],
-    det_score: float,
-    model_pack: str,
-    embedding: FloatArray,
-) -> Face:
+def add_face(session: Session, *, photo: Photo, detection: Detection, model_pack: str, embedding: FloatArray) -> Face:
+    """A face of `photo`, `detection` in the photo's own pixels."""
     face = Face(
         photo_id=photo.id,
-        box=box,
-        landmarks=landmarks,
-        det_score=det_score,
+        box=[float(v) for v in detection.box],
+        landmarks=detection.landmarks.tolist(),
+        det_score=detection.score,
         model_pack=model_pack,
         embedding=np.asarray(embedding, dtype=np.float32).tobytes(),
     )

@@ -133,14 +133,5 @@ def _ingest_photo(
             height=image.original_size[1],
             source_url=path.resolve().as_uri(),
         )
-        d = face.detection
-        repo.add_face(
-            session,
-            photo=photo,
-            box=[float(v) for v in d.box],
-            landmarks=d.landmarks.tolist(),
-            det_score=d.score,
-            model_pack=pack,
-            embedding=face.embedding,
-        )
+        repo.add_face(session, photo=photo, detection=face.detection, model_pack=pack, embedding=face.embedding)
     report.photos_added += 1

@@ -264,13 +264,10 @@ def _collect(
             photo.phash = ready.phash
             photo.page_url = ready.candidate.page_url
             for face in ready.faces:
-                d = face.detection
                 repo.add_face(
                     session,
                     photo=photo,
-                    box=[float(v) for v in d.box],
-                    landmarks=d.landmarks.tolist(),
-                    det_score=d.score,
+                    detection=face.detection,
                     model_pack=pipeline.pack_name,
                     embedding=face.embedding,
                 )
