@@ -79,7 +79,6 @@ def test_no_explanation_unless_asked(pipeline: Pipeline, galleries: list[Gallery
 def test_only_the_largest_faces_are_explained(pipeline: Pipeline, galleries: list[GalleryIndex]) -> None:
     photo = sorted((FACES / "group").glob("*.jpg"))[0]
     limited = Pipeline(pipeline.settings.model_copy(update={"explain_max_faces": 1}))
-    limited._detector, limited._embedder = pipeline.load()  # share the loaded models
     result = limited.diagnose(photo.read_bytes(), galleries=galleries, explain=True)
     assert len(result.faces) > 1
     assert result.faces[0].explanation is not None

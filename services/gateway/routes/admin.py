@@ -333,10 +333,16 @@ def _require_member(url: str, member_id: int, *, active: bool = False) -> str:
         return member.group.slug
 
 
+def _group(session: Session, slug: str) -> Group:
+    group = repo.get_group(session, slug)
+    if group is None:
+        raise NotFound(f"no group {slug!r}", code="unknown_group")
+    return group
+
+
 def _require_group(url: str, slug: str) -> None:
     with session_scope(url) as session:
-        if repo.get_group(session, slug) is None:
-            raise NotFound(f"no group {slug!r}", code="unknown_group")
+        _group(session, slug)
 
 
 # --------------------------------------------------------------------------- groups
@@ -364,13 +370,6 @@ def list_groups(runtime: RuntimeDep) -> list[GroupAdminOut]:
             )
             for g in repo.list_groups(session)
         ]
-
-
-def _group(session: Session, slug: str) -> Group:
-    group = repo.get_group(session, slug)
-    if group is None:
-        raise NotFound(f"no group {slug!r}", code="unknown_group")
-    return group
 
 
 @router.get("/groups/{slug}/members", response_model=list[MemberAdminOut], responses=errors(404))
