@@ -116,7 +116,7 @@ class Settings(BaseSettings):
             if url.startswith("postgresql://"):
                 url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
             return url
-        return f"sqlite:///{(self.data_dir / 'lookalike.db').resolve()}"
+        return _sqlite_url(self.data_dir if self.data_dir.is_absolute() else Path.cwd() / self.data_dir)
 
     @property
     def index_dir(self) -> Path:
@@ -134,3 +134,9 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+@lru_cache(maxsize=16)
+def _sqlite_url(data_dir: Path) -> str:
+    # Cached: resolving the path walks the file system, and every job row write asks for the URL.
+    return f"sqlite:///{(data_dir / 'lookalike.db').resolve()}"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Connection, Row, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from lookalike.db.models import Face, Group, IndexVersion, Job, Member, Photo, Source, utcnow
@@ -235,9 +233,10 @@ class ActiveVersion:
     sha256: str
 
 
-def active_versions(session: Session, model_pack: str) -> dict[str, ActiveVersion]:
-    """group slug -> the active index version of that group for this pack."""
-    rows = session.execute(
+def active_versions(db: Session | Connection, model_pack: str) -> dict[str, ActiveVersion]:
+    """group slug -> the active index version of that group for this pack. Every diagnosis asks this: on a
+    Connection it skips the ORM session's set-up and compilation."""
+    rows = db.execute(
         select(Group.slug, IndexVersion.id, IndexVersion.path, IndexVersion.sha256)
         .join(IndexVersion, IndexVersion.group_id == Group.id)
         .where(IndexVersion.active.is_(True), IndexVersion.model_pack == model_pack)
@@ -255,43 +254,6 @@ def active_version_rows(session: Session, model_pack: str) -> dict[int, IndexVer
 
 def list_groups(session: Session) -> list[Group]:
     return list(session.scalars(select(Group).order_by(Group.slug)))
-
-
-def create_job(session: Session, *, job_id: str, kind: str, params: dict[str, Any], lock_key: str | None = None) -> Job:
-    """Insert a queued job. With a lock key, raises IntegrityError while another live job holds it."""
-    job = Job(id=job_id, kind=kind, params=params, status="queued", attempts=0, lock_key=lock_key)
-    session.add(job)
-    session.flush()
-    return job
-
-
-def claim_job(session: Session, job_id: str) -> Job | None:
-    """Lock the job row for this delivery (Postgres row lock; SQLite serialises writers anyway)."""
-    return session.get(Job, job_id, with_for_update=True)
-
-
-def start_job(session: Session, job: Job) -> None:
-    job.status = "running"
-    job.attempts += 1
-    job.started_at = utcnow()
-    job.worker = f"{socket.gethostname()}:{os.getpid()}"
-
-
-def finish_job(
-    session: Session, job_id: str, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None
-) -> bool:
-    """Write the outcome once: a job already done or failed keeps its first outcome. True if this call wrote."""
-    written = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(("queued", "running")))
-        .values(
-            status="failed" if error is not None else "done",
-            result=result,
-            error=error,
-            finished_at=utcnow(),
-        )
-    )
-    return bool(getattr(written, "rowcount", 0))
 
 
 def get_job(session: Session, job_id: str) -> Job | None:

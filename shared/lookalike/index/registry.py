@@ -13,7 +13,7 @@ import time
 
 from lookalike.config import Settings
 from lookalike.db import repository as repo
-from lookalike.db.engine import session_scope
+from lookalike.db.engine import get_engine, session_scope
 from lookalike.errors import NoIndex, NotFound
 from lookalike.index import store
 from lookalike.index.builder import rebuild_version
@@ -37,8 +37,8 @@ class IndexRegistry:
     def refresh(self, *, force: bool = False) -> dict[str, GalleryIndex]:
         if not force and time.monotonic() - self._checked < REFRESH_S:
             return self._loaded
-        with session_scope(self.settings.sqlalchemy_url) as session:
-            active = repo.active_versions(session, self.model_pack)
+        with get_engine(self.settings.sqlalchemy_url).connect() as conn:
+            active = repo.active_versions(conn, self.model_pack)
         served = self._loaded
         if {g: v.id for g, v in active.items()} == {g: i.version_id for g, i in served.items()}:
             self._checked = time.monotonic()
@@ -46,8 +46,8 @@ class IndexRegistry:
         with self._lock:
             # Asked again under the lock: a thread that read the database earlier must not swap an older
             # version back in after another one swapped the newer in.
-            with session_scope(self.settings.sqlalchemy_url) as session:
-                active = repo.active_versions(session, self.model_pack)
+            with get_engine(self.settings.sqlalchemy_url).connect() as conn:
+                active = repo.active_versions(conn, self.model_pack)
             loaded = dict(self._loaded)
             for group, version in active.items():
                 current = loaded.get(group)

@@ -9,16 +9,20 @@ never image bytes or the uploader's embedding.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import Connection, Row, Table, insert, select, update
+
 from lookalike.config import Settings
 from lookalike.db import repository as repo
-from lookalike.db.engine import session_scope
-from lookalike.db.models import utcnow
+from lookalike.db.engine import get_engine, session_scope
+from lookalike.db.models import Job, utcnow
 from lookalike.errors import LookalikeError
 from lookalike.index.registry import IndexRegistry
 from lookalike.jobs.state import JobState
@@ -40,53 +44,110 @@ def error_of(exc: LookalikeError) -> dict[str, Any]:
     return {**exc.to_dict(), "status": exc.status}
 
 
+JOBS: Table = Job.__table__  # type: ignore[assignment]  # declared models always map a Table
+LIVE = ("queued", "running")
+# Job rows are written with Core statements on a pooled connection, not through ORM sessions: a diagnosis writes
+# three of them, and the ORM's unit of work held the GIL for longer than the detector's own Python code.
+
+
 def record_job(
     settings: Settings, *, job_id: str, kind: str, params: dict[str, Any], lock_key: str | None = None
-) -> None:
+) -> JobState:
     """Write the job row (committed when this returns). A live job holding `lock_key` makes this a 409."""
     from sqlalchemy.exc import IntegrityError
 
+    state = JobState(job_id, kind, "queued", 0, None, None, None, utcnow(), None, None)
     try:
-        with session_scope(settings.sqlalchemy_url) as session:
-            repo.create_job(session, job_id=job_id, kind=kind, params=params, lock_key=lock_key)
+        with get_engine(settings.sqlalchemy_url).begin() as conn:
+            conn.execute(
+                insert(JOBS).values(
+                    id=job_id,
+                    kind=kind,
+                    params=params,
+                    status="queued",
+                    attempts=0,
+                    lock_key=lock_key,
+                    created_at=state.created_at,
+                )
+            )
     except IntegrityError:
         raise LookalikeError(
             f"a {kind} job for {lock_key} is already queued or running", code="job_conflict", status=409
         ) from None
+    return state
+
+
+def _read(conn: Connection, job_id: str, *, lock: bool = False) -> Row[Any] | None:
+    query = select(JOBS).where(JOBS.c.id == job_id)
+    return conn.execute(query.with_for_update() if lock else query).first()
 
 
 def read_job(settings: Settings, job_id: str) -> JobState | None:
-    with session_scope(settings.sqlalchemy_url) as session:
-        job = repo.get_job(session, job_id)
-        return JobState.of(job) if job is not None else None
+    with get_engine(settings.sqlalchemy_url).connect() as conn:
+        row = _read(conn, job_id)
+    return JobState.of(row) if row is not None else None
+
+
+def _outcome(result: dict[str, Any] | None, error: dict[str, Any] | None) -> dict[str, Any]:
+    return {"status": "failed" if error is not None else "done", "result": result, "error": error}
 
 
 def finish(
     settings: Settings, job_id: str, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None
 ) -> JobState:
-    with session_scope(settings.sqlalchemy_url) as session:
-        repo.finish_job(session, job_id, result=result, error=error)
-        job = repo.get_job(session, job_id)
-        assert job is not None
-        session.refresh(job)
-        return JobState.of(job)
+    """Write the outcome once: a job already done or failed keeps its first one. Returns the job as stored."""
+    with get_engine(settings.sqlalchemy_url).begin() as conn:
+        conn.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.status.in_(LIVE))
+            .values(**_outcome(result, error), finished_at=utcnow())
+        )
+        row = _read(conn, job_id)
+    if row is None:
+        raise LookalikeError(f"no job {job_id}", code="not_found", status=404)
+    return JobState.of(row)
+
+
+def _started(job: JobState) -> tuple[JobState, dict[str, Any]]:
+    """The job as this delivery starts it, and the columns to write for that."""
+    worker = f"{socket.gethostname()}:{os.getpid()}"  # operators find a stuck or dying worker by it
+    started = replace(job, status="running", attempts=job.attempts + 1, started_at=utcnow(), worker=worker)
+    return started, {
+        "status": "running",
+        "attempts": started.attempts,
+        "started_at": started.started_at,
+        "worker": worker,
+    }
 
 
 def begin(settings: Settings, job_id: str) -> tuple[JobState, dict[str, Any] | None]:
     """Claim one delivery. Returns the job's state and, when this delivery should do the work, its params."""
-    with session_scope(settings.sqlalchemy_url) as session:
-        job = repo.claim_job(session, job_id)
-        if job is None:
+    with get_engine(settings.sqlalchemy_url).begin() as conn:
+        row = _read(conn, job_id, lock=True)
+        if row is None:
             raise LookalikeError(f"no job {job_id}", code="not_found", status=404)
-        if job.status in ("done", "failed"):
-            return JobState.of(job), None
-        if job.attempts < settings.max_attempts:
-            repo.start_job(session, job)
-            return JobState.of(job), dict(job.params)
-        attempts = job.attempts
+        state = JobState.of(row)
+        if state.finished:
+            return state, None
+        if state.attempts < settings.max_attempts:
+            started, values = _started(state)
+            conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(**values))
+            return started, dict(row.params)
     # Every earlier delivery died without an outcome: this job kills its workers.
-    error = {"code": "worker_lost", "message": f"the job stopped its worker {attempts} times", "status": 500}
+    error = {"code": "worker_lost", "message": f"the job stopped its worker {state.attempts} times", "status": 500}
     return finish(settings, job_id, error=error), None
+
+
+def _run(job: JobState, work: Callable[[dict[str, Any]], dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """`work(params)` as an outcome: its result, or its error as the API reports it."""
+    try:
+        return _outcome(work(params), None)
+    except LookalikeError as exc:
+        return _outcome(None, error_of(exc))
+    except Exception as exc:
+        log.exception("%s job %s failed", job.kind, job.id)
+        message = f"{type(exc).__name__}: {exc}"[:300]
+        return _outcome(None, {"code": "internal_error", "message": message, "status": 500})
 
 
 def run_job(settings: Settings, job_id: str, work: Callable[[dict[str, Any]], dict[str, Any]]) -> JobState:
@@ -94,15 +155,33 @@ def run_job(settings: Settings, job_id: str, work: Callable[[dict[str, Any]], di
     state, params = begin(settings, job_id)
     if params is None:
         return state
-    try:
-        result = work(params)
-    except LookalikeError as exc:
-        return finish(settings, job_id, error=error_of(exc))
-    except Exception as exc:
-        log.exception("%s job %s failed", state.kind, job_id)
-        error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"[:300], "status": 500}
-        return finish(settings, job_id, error=error)
-    return finish(settings, job_id, result=result)
+    outcome = _run(state, work, params)
+    return finish(settings, job_id, result=outcome["result"], error=outcome["error"])
+
+
+def run_inline(
+    settings: Settings, job: JobState, params: dict[str, Any], work: Callable[[dict[str, Any]], dict[str, Any]]
+) -> JobState:
+    """The only delivery of a job this process recorded (embedded mode): no claim to read back, and the state
+    returned is the one written, kept in memory. Only if something else wrote an outcome first (a member
+    deletion failing live jobs, say) is the row read again."""
+    engine = get_engine(settings.sqlalchemy_url)
+    running, values = _started(job)
+    with engine.begin() as conn:
+        claimed = conn.execute(
+            update(JOBS).where(JOBS.c.id == job.id, JOBS.c.status == "queued").values(**values)
+        ).rowcount
+    if not claimed:
+        return read_job(settings, job.id) or job
+    outcome = _run(running, work, params)
+    done = replace(running, **outcome, finished_at=utcnow())
+    with engine.begin() as conn:
+        written = conn.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job.id, JOBS.c.status.in_(LIVE))
+            .values(**outcome, finished_at=done.finished_at)
+        ).rowcount
+    return done if written else (read_job(settings, job.id) or done)
 
 
 Work = Callable[[dict[str, Any]], dict[str, Any]]

@@ -14,7 +14,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from lookalike.jobs.functions import KINDS, JobContext, purge_finished_jobs, read_job, record_job, run_job, work_for
+from lookalike.jobs.functions import KINDS, JobContext, purge_finished_jobs, read_job, record_job, run_inline, work_for
 from lookalike.jobs.state import JobState
 
 PURGE_EVERY_S = 60.0
@@ -61,9 +61,11 @@ class InlineRunner:
         loop = asyncio.get_running_loop()
         # Not on the job pool: a job's row is written while the workers run the jobs before it, so a worker
         # that frees up finds the next job ready instead of first writing its row.
-        await asyncio.to_thread(record_job, self.settings, job_id=job_id, kind=kind, params=params, lock_key=lock_key)
+        job = await asyncio.to_thread(
+            record_job, self.settings, job_id=job_id, kind=kind, params=params, lock_key=lock_key
+        )
         work = work_for(self.ctx, kind, job_id, data)
-        future = loop.run_in_executor(pool, lambda: run_job(self.settings, job_id, work))
+        future = loop.run_in_executor(pool, run_inline, self.settings, job, params, work)
         self._running[job_id] = future
         future.add_done_callback(lambda _: self._running.pop(job_id, None))
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:

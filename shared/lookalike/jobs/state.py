@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
+
 from lookalike.db.models import Job
 
 FINISHED = ("done", "failed")
@@ -29,7 +31,8 @@ class JobState:
         return self.status in FINISHED
 
     @classmethod
-    def of(cls, job: Job) -> JobState:
+    def of(cls, job: Job | Row[Any]) -> JobState:
+        """From an ORM object or a Core row of the jobs table."""
         return cls(
             id=job.id,
             kind=job.kind,
