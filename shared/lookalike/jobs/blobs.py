@@ -7,6 +7,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from lookalike.jobs.state import JobState
+
 PREFIX = "lookalike:upload:"
 DONE_CHANNEL = "lookalike:jobs:done"
 
@@ -28,9 +30,10 @@ class BlobStore:
     def delete(self, job_id: str) -> None:
         self._redis.delete(blob_key(job_id))
 
-    def announce_done(self, job_id: str) -> None:
-        """Wake the gateway waiting on this job (it also polls the database, so a lost message only delays)."""
-        self._redis.publish(DONE_CHANNEL, job_id)
+    def announce_done(self, state: JobState) -> None:
+        """Hand the finished job to the gateway waiting on it, which then need not read it back from the database
+        (it also polls the database, so a lost message only delays). Results hold no image bytes or embeddings."""
+        self._redis.publish(DONE_CHANNEL, state.to_json())
 
 
 class AsyncBlobStore:

@@ -39,13 +39,14 @@ class CeleryRunner:
         self.settings = settings
         self.celery = celery
         self.blobs = AsyncBlobStore(settings.broker_url)
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[JobState | None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _send(self, job_id: str, kind: str) -> None:
+    def _send(self, job_id: str, kind: str, *, resend: bool = False) -> None:
         self.celery.send_task(task_name(kind), args=[job_id], queue=KINDS[kind].queue, task_id=job_id)
-        with session_scope(self.settings.sqlalchemy_url) as session:
-            repo.mark_enqueued(session, job_id)
+        if resend:  # a first send needs no mark: the reconciler counts from created_at until there is one
+            with session_scope(self.settings.sqlalchemy_url) as session:
+                repo.mark_enqueued(session, job_id)
 
     async def submit(
         self, kind: str, params: dict[str, Any], *, data: bytes | None = None, lock_key: str | None = None
@@ -72,7 +73,7 @@ class CeleryRunner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            woken: asyncio.Future[None] = loop.create_future()
+            woken: asyncio.Future[JobState | None] = loop.create_future()
             self._waiters.setdefault(job_id, []).append(woken)
             try:
                 state = await asyncio.to_thread(read_job, self.settings, job_id)
@@ -80,7 +81,9 @@ class CeleryRunner:
                 if state is None or state.finished or remaining <= 0:
                     return state
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken, min(remaining, POLL_S))
+                    announced = await asyncio.wait_for(woken, min(remaining, POLL_S))
+                    if announced is not None and announced.finished:
+                        return announced
             finally:
                 waiting = self._waiters.get(job_id, [])
                 if woken in waiting:
@@ -88,10 +91,10 @@ class CeleryRunner:
                 if not waiting:
                     self._waiters.pop(job_id, None)
 
-    def _wake(self, job_id: str) -> None:
+    def _wake(self, job_id: str, state: JobState | None) -> None:
         for future in self._waiters.get(job_id, []):
             if not future.done():
-                future.set_result(None)
+                future.set_result(state)
 
     async def _listen(self) -> None:
         """Notifications from workers; reconnects after Redis restarts (the database poll covers the gap)."""
@@ -101,13 +104,25 @@ class CeleryRunner:
                 await pubsub.subscribe(DONE_CHANNEL)
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        data: Any = message["data"]
-                        self._wake(data.decode() if isinstance(data, bytes) else str(data))
+                        self._announced(message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.info("job notifications interrupted (%s); reconnecting", type(exc).__name__)
                 await asyncio.sleep(1.0)
+
+    def _announced(self, data: bytes | str) -> None:
+        """A worker's message: the finished job as JSON (a bare job id from workers older than that)."""
+        text = data.decode() if isinstance(data, bytes) else data
+        if not text.startswith("{"):
+            self._wake(text, None)
+            return
+        try:
+            state = JobState.from_json(text)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("ignored a job notification that does not parse (%s)", exc)
+            return
+        self._wake(state.id, state)
 
     def _queue_length(self, queue: str) -> int:
         """Messages waiting in a queue (kombu's Redis transport keeps each queue in a list of that name)."""
@@ -148,7 +163,7 @@ class CeleryRunner:
             ]
         sent = 0
         for job_id, kind in pending:
-            self._send(job_id, kind)
+            self._send(job_id, kind, resend=True)
             sent += 1
         if sent:
             log.warning("re-sent %d jobs the broker had lost", sent)

@@ -97,20 +97,22 @@ def finish(
 ) -> JobState:
     """Write the outcome once: a job already done or failed keeps its first one. Returns the job as stored."""
     with get_engine(settings.sqlalchemy_url).begin() as conn:
-        conn.execute(
-            update(JOBS)
-            .where(JOBS.c.id == job_id, JOBS.c.status.in_(LIVE))
-            .values(**_outcome(result, error), finished_at=utcnow())
-        )
-        row = _read(conn, job_id)
+        written = update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status.in_(LIVE))
+        row = conn.execute(
+            written.values(**_outcome(result, error), finished_at=utcnow()).returning(*JOBS.c)
+        ).first() or _read(conn, job_id)
     if row is None:
         raise LookalikeError(f"no job {job_id}", code="not_found", status=404)
     return JobState.of(row)
 
 
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"  # operators find a stuck or dying worker by it
+
+
 def _started(job: JobState) -> tuple[JobState, dict[str, Any]]:
     """The job as this delivery starts it, and the columns to write for that."""
-    worker = f"{socket.gethostname()}:{os.getpid()}"  # operators find a stuck or dying worker by it
+    worker = _worker_name()
     started = replace(job, status="running", attempts=job.attempts + 1, started_at=utcnow(), worker=worker)
     return started, {
         "status": "running",
@@ -122,17 +124,25 @@ def _started(job: JobState) -> tuple[JobState, dict[str, Any]]:
 
 def begin(settings: Settings, job_id: str) -> tuple[JobState, dict[str, Any] | None]:
     """Claim one delivery. Returns the job's state and, when this delivery should do the work, its params."""
+    worker = _worker_name()
     with get_engine(settings.sqlalchemy_url).begin() as conn:
-        row = _read(conn, job_id, lock=True)
-        if row is None:
-            raise LookalikeError(f"no job {job_id}", code="not_found", status=404)
-        state = JobState.of(row)
-        if state.finished:
-            return state, None
-        if state.attempts < settings.max_attempts:
-            started, values = _started(state)
-            conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(**values))
-            return started, dict(row.params)
+        # One statement in the common case: the row lock it takes serialises duplicate deliveries.
+        claimed = update(JOBS).where(
+            JOBS.c.id == job_id, JOBS.c.status.in_(LIVE), JOBS.c.attempts < settings.max_attempts
+        )
+        row = conn.execute(
+            claimed.values(
+                status="running", attempts=JOBS.c.attempts + 1, started_at=utcnow(), worker=worker
+            ).returning(*JOBS.c)
+        ).first()
+        if row is not None:
+            return JobState.of(row), dict(row.params)
+        row = _read(conn, job_id)
+    if row is None:
+        raise LookalikeError(f"no job {job_id}", code="not_found", status=404)
+    state = JobState.of(row)
+    if state.finished:
+        return state, None
     # Every earlier delivery died without an outcome: this job kills its workers.
     error = {"code": "worker_lost", "message": f"the job stopped its worker {state.attempts} times", "status": 500}
     return finish(settings, job_id, error=error), None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -45,3 +46,19 @@ class JobState:
             started_at=job.started_at,
             finished_at=job.finished_at,
         )
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), **{k: _iso(getattr(self, k)) for k in _TIMES}})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> JobState:
+        fields = json.loads(text)
+        times = {k: datetime.fromisoformat(fields[k]) if fields[k] is not None else None for k in _TIMES}
+        return cls(**{**fields, **times})
+
+
+_TIMES = ("created_at", "started_at", "finished_at")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -46,7 +46,7 @@ def deliver(kind: str, job_id: str) -> JobState:
         try:
             if KINDS[kind].needs_data:
                 blobs.delete(job_id)
-            blobs.announce_done(job_id)
+            blobs.announce_done(state)
         except Exception as exc:  # redis raises several connection error types
             log.warning("job %s: could not clean up in Redis (%s); the upload expires with its TTL", job_id, exc)
     return state
