@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from common import FACES, table, write_json
 from lookalike.config import Settings
 from lookalike.models.packs import resolve_pack
 from lookalike.models.sessions import choose_providers, create_session
+from lookalike.pipeline.batcher import EmbedBatcher
 from lookalike.pipeline.detector import FaceDetector
 from lookalike.pipeline.embedder import FaceEmbedder
 
@@ -52,6 +54,23 @@ def raw_runner(session: ort.InferenceSession, blob: np.ndarray, on_cuda: bool) -
     for out in session.get_outputs():
         binding.bind_output(out.name, "cuda", 0)
     return lambda: session.run_with_iobinding(binding)
+
+
+def batched_rate(batcher: EmbedBatcher, threads: int, seconds: float) -> float:
+    """Faces/s when `threads` threads each embed one face at a time through the batcher."""
+    face = np.random.default_rng(1).integers(0, 255, (112, 112, 3), dtype=np.uint8)
+    stop = time.perf_counter() + seconds
+    counts = [0] * threads
+
+    def loop(k: int) -> None:
+        while time.perf_counter() < stop:
+            batcher.embed([face])
+            counts[k] += 1
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(loop, range(threads)))
+    return sum(counts) / (time.perf_counter() - t0)
 
 
 def device_info() -> str:
@@ -106,6 +125,19 @@ def main() -> None:
                 "raw_faces_per_s": round(raw, 1),
                 "service_faces_per_s": round(service, 1),
                 "ratio": round(service / raw, 3),
+            }
+        )
+    # Dynamic batching as a GPU worker would run it: `batch` threads, one face per request, one batcher.
+    for row in [r for r in rows if r["model"] == "embedder" and r["batch"] > 1]:
+        batch = int(row["batch"])
+        batched = batched_rate(EmbedBatcher(embedder, max_faces=batch, wait_s=0.002), batch, seconds)
+        rows.append(
+            {
+                "model": "embedder via batcher, 1 face x threads",
+                "batch": batch,
+                "raw_faces_per_s": row["raw_faces_per_s"],
+                "service_faces_per_s": round(batched, 1),
+                "ratio": round(batched / row["raw_faces_per_s"], 3),
             }
         )
     for batch in [b for b in batches if b <= 32]:

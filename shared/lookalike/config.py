@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # explain=true maps this many faces (largest first): each costs 170 embeddings.
     explain_max_faces: int = 4
     embed_batch: int = 32
+    # Dynamic batching: the embedder waits this long for faces of other jobs before it runs (GPU: 2-5 ms). 0 is
+    # off, the right choice on a CPU with one ONNX Runtime thread per worker (pipeline/batcher.py says why).
+    batch_wait_ms: float = 0.0
 
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000

@@ -107,6 +107,16 @@ def test_requesting_a_missing_provider_fails_loudly() -> None:
         choose_providers(["CUDAExecutionProvider"], ["CPUExecutionProvider"])
 
 
+def test_cuda_gets_its_options_and_cpu_none() -> None:
+    from lookalike.models.sessions import CUDA_OPTIONS, provider_args
+
+    cuda, cpu = provider_args(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert cpu == "CPUExecutionProvider"
+    assert cuda == ("CUDAExecutionProvider", CUDA_OPTIONS)
+    assert CUDA_OPTIONS["cudnn_conv_algo_search"] == "HEURISTIC"
+    assert CUDA_OPTIONS["arena_extend_strategy"] == "kSameAsRequested"
+
+
 def test_the_runtime_here_offers_cpu_and_sessions_use_the_chosen_provider() -> None:
     providers = choose_providers()
     assert providers[-1] == "CPUExecutionProvider"

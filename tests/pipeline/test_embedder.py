@@ -102,3 +102,43 @@ def test_embedding_depends_on_the_face(embedder: FaceEmbedder, crops: dict[str, 
     e = embedder.embed([face, mirrored, blank])
     assert float(e[0] @ e[1]) > 0.6
     assert abs(float(e[0] @ e[2])) < 0.3
+
+
+def test_batcher_gives_every_thread_its_own_rows(embedder: FaceEmbedder, all_crops: list[Crop]) -> None:
+    """Concurrent requests of 1-3 faces, answered from shared batches, equal the embeddings computed alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lookalike.pipeline.batcher import EmbedBatcher
+
+    assert isinstance(embedder, FaceEmbedder)
+    alone = embedder.embed(all_crops)
+    batcher = EmbedBatcher(embedder, max_faces=16, wait_s=0.02)
+    requests = [list(range(i, min(i + 1 + i % 3, len(all_crops)))) for i in range(len(all_crops))]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda rows: batcher.embed([all_crops[r] for r in rows]), requests))
+    for rows, answer in zip(requests, answers, strict=True):
+        np.testing.assert_allclose(answer, alone[rows], atol=1e-5)
+    assert batcher.requests == len(requests)
+    assert batcher.runs < len(requests) / 2, "8 concurrent threads should share batches"
+    assert batcher.embed([]).shape == (0, 512)
+
+
+def test_batcher_hands_errors_to_the_batch_and_lives_on(embedder: FaceEmbedder, all_crops: list[Crop]) -> None:
+    from lookalike.pipeline.batcher import EmbedBatcher
+
+    assert isinstance(embedder, FaceEmbedder)
+    batcher = EmbedBatcher(embedder, max_faces=8, wait_s=0.0)
+    with pytest.raises(Exception):  # noqa: B017 - ONNX Runtime's own error type for a wrong input shape
+        batcher.embed([np.zeros((50, 50, 3), dtype=np.uint8)])
+    np.testing.assert_allclose(batcher.embed(all_crops[:2]), embedder.embed(all_crops[:2]), atol=1e-5)
+
+
+def test_pipeline_uses_the_batcher_when_configured(tmp_path: Path, all_crops: list[Crop]) -> None:
+    from lookalike.config import Settings
+    from lookalike.pipeline.batcher import EmbedBatcher
+
+    pipe = Pipeline(Settings(data_dir=tmp_path, batch_wait_ms=2))
+    embedder = pipe.load()[1]
+    assert isinstance(embedder, EmbedBatcher) and embedder.wait_s == 0.002
+    assert isinstance(Pipeline(Settings(data_dir=tmp_path)).load()[1], FaceEmbedder)
+    assert embedder.embed(all_crops[:3]).shape == (3, 512)

@@ -10,6 +10,15 @@ import onnxruntime as ort
 
 # Preference order when the settings name none: the fastest provider the runtime offers, CPU as fallback.
 PREFERRED = ("CUDAExecutionProvider", "CPUExecutionProvider")
+CUDA_OPTIONS = {
+    # Grow the memory arena by what a run asks for, not by doubling: a worker stays near its largest batch
+    # instead of holding twice that, so more workers share one card.
+    "arena_extend_strategy": "kSameAsRequested",
+    # EXHAUSTIVE (ORT's default) times every convolution algorithm for each new input shape; the embedder sees a
+    # new shape for each batch size the batcher forms, and would stall seconds on each first time.
+    "cudnn_conv_algo_search": "HEURISTIC",
+    "do_copy_in_default_stream": "1",
+}
 
 
 def choose_providers(requested: Sequence[str] = (), available: Sequence[str] | None = None) -> list[str]:
@@ -35,9 +44,14 @@ def session_options(*, threads: int, on_cpu: bool) -> ort.SessionOptions:
     return opts
 
 
+def provider_args(providers: Sequence[str]) -> list[Any]:
+    """Providers as ONNX Runtime takes them, CUDA with the options above. Device 0 of those the process sees:
+    a worker is given its card by CUDA_VISIBLE_DEVICES (docker-compose.gpu.yml)."""
+    return [(p, dict(CUDA_OPTIONS)) if p == "CUDAExecutionProvider" else p for p in providers]
+
+
 def create_session(path: Path, *, providers: Sequence[str], threads: int) -> ort.InferenceSession:
     on_cpu = providers[0] == "CPUExecutionProvider"
-    provider_args: list[Any] = list(providers)
     return ort.InferenceSession(
-        str(path), sess_options=session_options(threads=threads, on_cpu=on_cpu), providers=provider_args
+        str(path), sess_options=session_options(threads=threads, on_cpu=on_cpu), providers=provider_args(providers)
     )

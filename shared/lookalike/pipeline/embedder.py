@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from lookalike.models.sessions import create_session
 from lookalike.pipeline.types import FloatArray
+
+
+class Embedder(Protocol):
+    """What the pipeline needs of an embedder: a FaceEmbedder, or the batcher in front of one."""
+
+    size: int
+    dim: int
+
+    def embed(self, faces: Sequence[npt.NDArray[np.uint8]]) -> FloatArray: ...
 
 
 class FaceEmbedder:

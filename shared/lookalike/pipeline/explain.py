@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.pipeline.aligner import SIZE
-from lookalike.pipeline.embedder import FaceEmbedder
+from lookalike.pipeline.embedder import Embedder
 from lookalike.pipeline.types import FloatArray
 
 # 16 px patches every 8 px: 13 x 13 = 169 embeddings per face, and a 14 x 14 grid of 8 px cells, each covered by
@@ -52,7 +52,7 @@ def cell_boxes(cells: Sequence[tuple[int, int]]) -> list[tuple[int, int, int, in
     return [(r * CELL, c * CELL, CELL, CELL) for r, c in cells]
 
 
-def occlusion_heatmap(embedder: FaceEmbedder, crop: UInt8Image, target: FloatArray) -> Heatmap:
+def occlusion_heatmap(embedder: Embedder, crop: UInt8Image, target: FloatArray) -> Heatmap:
     """Sensitivity of `crop`'s similarity to `target` (a member's mean vector) to hiding each region."""
     starts = range(0, SIZE - PATCH + 1, STRIDE)
     positions = [(y, x) for y in starts for x in starts]

@@ -17,8 +17,9 @@ from lookalike.models.packs import ModelPack, resolve_pack, verify_pack
 from lookalike.models.sessions import choose_providers
 from lookalike.pipeline import quality
 from lookalike.pipeline.aligner import ARCFACE_TEMPLATE, align, similarity_transform
+from lookalike.pipeline.batcher import EmbedBatcher
 from lookalike.pipeline.detector import FaceDetector, UInt8Image
-from lookalike.pipeline.embedder import FaceEmbedder
+from lookalike.pipeline.embedder import Embedder, FaceEmbedder
 from lookalike.pipeline.explain import CELL, occlusion_heatmap
 from lookalike.pipeline.types import Detection, FloatArray
 from lookalike.schemas import DiagnoseResult, Explanation, FaceResult, ImageInfo, MemberMatch
@@ -43,7 +44,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._pack: ModelPack | None = None
         self._detector: FaceDetector | None = None
-        self._embedder: FaceEmbedder | None = None
+        self._embedder: Embedder | None = None
 
     @property
     def pack(self) -> ModelPack:
@@ -60,7 +61,7 @@ class Pipeline:
     def loaded(self) -> bool:
         return self._detector is not None and self._embedder is not None
 
-    def load(self) -> tuple[FaceDetector, FaceEmbedder]:
+    def load(self) -> tuple[FaceDetector, Embedder]:
         if self._detector is None or self._embedder is None:
             with self._lock:
                 if self._detector is None or self._embedder is None:
@@ -68,8 +69,13 @@ class Pipeline:
                     pack = self.pack
                     verify_pack(pack)
                     providers = choose_providers(s.providers)
-                    self._embedder = FaceEmbedder(
+                    embedder = FaceEmbedder(
                         pack.embedder, providers=providers, threads=s.ort_threads, batch=s.embed_batch
+                    )
+                    self._embedder = (
+                        EmbedBatcher(embedder, max_faces=s.embed_batch, wait_s=s.batch_wait_ms / 1000)
+                        if s.batch_wait_ms > 0
+                        else embedder
                     )
                     self._detector = FaceDetector(
                         pack.detector,
