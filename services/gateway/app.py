@@ -60,7 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Which gallery members does each face in a photo resemble, and how much - or nobody.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+        timeout_s=settings.upload_timeout_s,
+    )
     app.add_middleware(MetricsMiddleware)
     errors.install(app)
     for module in (diagnose, jobs, members, admin, health):

@@ -13,7 +13,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lookalike.errors import LookalikeError
 
 log = logging.getLogger(__name__)
-HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "upload_too_large", 415: "not_an_image"}
+# 400 comes from body parsing: malformed multipart, or more file parts or fields than the route's form_limits.
+HTTP_CODES = {
+    400: "invalid_form",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "upload_too_large",
+    415: "not_an_image",
+}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

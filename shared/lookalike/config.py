@@ -54,6 +54,8 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
+    # The whole request body must arrive within this long (a slow drip or an overstated Content-Length: 408).
+    upload_timeout_s: float = 60.0
 
     top_members: int = 3
     # Per-member score: mean of the member's best k photo similarities.

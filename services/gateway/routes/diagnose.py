@@ -19,12 +19,15 @@ SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
+        400: "invalid_form: malformed multipart, more than one file part, or too many fields",
         404: "unknown_group",
         409: "no_index: the gallery is not indexed yet",
+        408: "upload_timeout: the body did not arrive within LOOKALIKE_UPLOAD_TIMEOUT_S",
         413: "upload_too_large, image_too_large",
         415: "not_an_image, unsupported_image_type",
         422: "no_face, corrupt_image, invalid_parameter",
-        503: "broker_unavailable, database_unavailable, upload_lost",
+        429: "rate_limited, too_many_in_flight: over this client's allowance; see Retry-After",
+        503: "queue_full (see Retry-After), broker_unavailable, database_unavailable, upload_lost",
     }.items()
 }
 
@@ -54,6 +57,9 @@ def failure(state: JobState) -> LookalikeError:
     "/diagnose",
     response_model=DiagnoseResult,
     responses={202: {"model": JobAccepted, "description": "Accepted: poll the Location"}, **ERRORS},
+    # One file part (the image) and a few small fields: the group slug, plus room for what form libraries add.
+    # Without these, Starlette takes up to 1,000 files and 1,000 fields of 1 MB each (answered 400 invalid_form).
+    form_limits={"max_files": 1, "max_fields": 4, "max_part_size": 1024},
 )
 async def diagnose(
     runtime: RuntimeDep,
