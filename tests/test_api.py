@@ -62,21 +62,36 @@ def _free_port() -> int:
 
 
 def _server_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    # Only what the test sets: no LOOKALIKE_* from the caller's shell leaks into the server.
+    # Only what the test sets: no LOOKALIKE_* from the caller's shell leaks into the server. The per-client
+    # limits are off: every request comes from 127.0.0.1, faster than a person (tests/hardening tests them).
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
-    env.update({"LOOKALIKE_DATA_DIR": str(data_dir), "LOOKALIKE_WORKERS": "2", **extra})
+    env.update(
+        {
+            "LOOKALIKE_DATA_DIR": str(data_dir),
+            "LOOKALIKE_WORKERS": "2",
+            "LOOKALIKE_DIAGNOSE_RATE_LIMIT": "0",
+            "LOOKALIKE_DIAGNOSE_CLIENT_CONCURRENCY": "0",
+            **extra,
+        }
+    )
     return env
 
 
 @contextmanager
-def run_gateway(data_dir: Path, workdir: Path, *, expect_ready: bool = True, **env: str) -> Iterator[Gateway]:
-    """Start `uvicorn services.gateway.app:create_app --factory`, wait for /readyz, stop it afterwards.
+def run_gateway(
+    data_dir: Path, workdir: Path, *, expect_ready: bool = True, cli: bool = False, **env: str
+) -> Iterator[Gateway]:
+    """Start `uvicorn services.gateway.app:create_app --factory` (`cli`: `lookalike serve`, which also sets
+    uvicorn's proxy-header trust), wait for /readyz, stop it afterwards.
 
     The working directory is a scratch folder so that no `.env` file of the checkout changes the settings.
     """
     port = _free_port()
     log = workdir / f"gateway-{port}.log"
-    command = [sys.executable, "-m", "uvicorn", "services.gateway.app:create_app", "--factory"]
+    if cli:
+        command = [str(Path(sys.executable).with_name("lookalike")), "serve"]
+    else:
+        command = [sys.executable, "-m", "uvicorn", "services.gateway.app:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen(

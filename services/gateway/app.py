@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -15,9 +16,11 @@ from lookalike import __version__
 from lookalike.config import Settings, get_settings
 from lookalike.runtime import build_runtime
 from services.gateway import errors
+from services.gateway.abuse import DiagnoseGuard
 from services.gateway.limits import BodyLimitMiddleware
 from services.gateway.metrics import MetricsMiddleware
 from services.gateway.routes import admin, diagnose, health, jobs, members
+from services.gateway.security_headers import SecurityHeadersMiddleware
 
 STATIC = Path(__file__).parent / "static"
 # Multipart framing around the image: the cap on the whole body is a little above the cap on the image.
@@ -60,12 +63,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Which gallery members does each face in a photo resemble, and how much - or nobody.",
         lifespan=lifespan,
     )
+    # Innermost first: every answer, refusals included, is counted, gets the security headers and, for a
+    # configured origin, the CORS headers a browser needs to read it.
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
         timeout_s=settings.upload_timeout_s,
     )
+    app.add_middleware(DiagnoseGuard, settings=settings)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Location", "Retry-After"],
+        )
     errors.install(app)
     for module in (diagnose, jobs, members, admin, health):
         app.include_router(module.router)

@@ -111,6 +111,10 @@ def serve(
         log_level="info",
         # Each process loads its own models and worker pool: one per core beats threads sharing one process.
         workers=processes or settings.processes,
+        # The client address of the abuse limits: X-Forwarded-For only from the proxies named (uvicorn's own
+        # default would trust it from 127.0.0.1, where any local process can forge it).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
 
 

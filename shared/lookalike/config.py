@@ -72,6 +72,19 @@ class Settings(BaseSettings):
     # Bearer token for /admin (128 bits or more); empty disables the admin API (the CLI does admin work).
     admin_token: str = ""
 
+    # Abuse limits on POST /diagnose, per gateway process; 0 turns one off. A client (the peer address) may start
+    # `diagnose_rate_limit` requests per window in a burst, then one per window / limit seconds (429 rate_limited),
+    # and have `diagnose_client_concurrency` in flight (429 too_many_in_flight). Diagnose jobs accepted and not
+    # finished (embedded) or waiting in the broker (distributed) over `diagnose_queue_max`: 503 queue_full.
+    diagnose_rate_limit: int = 60
+    diagnose_rate_window_s: float = 60.0
+    diagnose_client_concurrency: int = 4
+    diagnose_queue_max: int = 64
+    # Proxies whose X-Forwarded-For names the client (IPs or CIDRs, "*" for any): empty trusts no header.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Origins allowed to call the API from a browser (CORS); empty sends no CORS headers.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Distributed mode. Upload bytes wait for a worker in Redis at most this long.
     blob_ttl_s: int = 600
     # A job whose worker died this many times (it kills them) fails for good.
@@ -106,9 +119,9 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("providers", "fetch_allow", mode="before")
+    @field_validator("providers", "fetch_allow", "trusted_proxies", "cors_origins", mode="before")
     @classmethod
-    def _split_providers(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value

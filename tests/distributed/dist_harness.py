@@ -328,7 +328,8 @@ class Stack:
     token_prefix: str = field(default_factory=lambda: secrets.token_hex(6))
 
     def env(self, data_dir: Path, **extra: str) -> dict[str, str]:
-        # Only what the test sets: no LOOKALIKE_* of the caller's shell leaks into the processes.
+        # Only what the test sets: no LOOKALIKE_* of the caller's shell leaks into the processes. The abuse limits
+        # are off: hundreds of jobs come from one address and pile up while workers die (tests/hardening tests them).
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
         env.update(
             {
@@ -340,6 +341,9 @@ class Stack:
                 "LOOKALIKE_RECONCILE_AFTER_S": "3",
                 "LOOKALIKE_RECONCILE_EVERY_S": "1",
                 "LOOKALIKE_DIAGNOSE_WAIT_S": "60",
+                "LOOKALIKE_DIAGNOSE_RATE_LIMIT": "0",
+                "LOOKALIKE_DIAGNOSE_CLIENT_CONCURRENCY": "0",
+                "LOOKALIKE_DIAGNOSE_QUEUE_MAX": "0",
                 "PYTHONUNBUFFERED": "1",
                 **extra,
             }

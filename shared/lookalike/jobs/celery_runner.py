@@ -134,6 +134,9 @@ class CeleryRunner:
         finally:
             client.close()
 
+    async def backlog(self, queue: str) -> int:
+        return int(await self.blobs.redis.llen(queue))
+
     def reconcile_once(self) -> int:
         """Re-send jobs the broker lost. Safe to run anywhere, any number of times: deliveries are idempotent."""
         now = utcnow()

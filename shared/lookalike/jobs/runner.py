@@ -32,6 +32,10 @@ class Runner(Protocol):
         """The job's state once finished, or its current state when `timeout` runs out (None: unknown id)."""
         ...
 
+    async def backlog(self, queue: str) -> int:
+        """Jobs of a queue accepted and not finished by this process (embedded), or waiting in the broker."""
+        ...
+
     async def warm_up(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -51,13 +55,15 @@ class InlineRunner:
             "ingest": ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-ingest"),
         }
         self._running: dict[str, asyncio.Future[JobState]] = {}
+        self._backlog = dict.fromkeys(self._pools, 0)
         self._last_purge = 0.0
 
     async def submit(
         self, kind: str, params: dict[str, Any], *, data: bytes | None = None, lock_key: str | None = None
     ) -> str:
         job_id = new_job_id()
-        pool = self._pools[KINDS[kind].queue]
+        queue = KINDS[kind].queue
+        pool = self._pools[queue]
         loop = asyncio.get_running_loop()
         # Not on the job pool: a job's row is written while the workers run the jobs before it, so a worker
         # that frees up finds the next job ready instead of first writing its row.
@@ -67,7 +73,8 @@ class InlineRunner:
         work = work_for(self.ctx, kind, job_id, data)
         future = loop.run_in_executor(pool, run_inline, self.settings, job, params, work)
         self._running[job_id] = future
-        future.add_done_callback(lambda _: self._running.pop(job_id, None))
+        self._backlog[queue] += 1
+        future.add_done_callback(lambda _: self._finished(job_id, queue))
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:
             self._last_purge = time.monotonic()
             loop.run_in_executor(pool, purge_finished_jobs, self.settings)
@@ -86,6 +93,13 @@ class InlineRunner:
             if state is None or state.finished or loop.time() >= deadline:
                 return state
             await asyncio.sleep(min(POLL_S, deadline - loop.time()))
+
+    def _finished(self, job_id: str, queue: str) -> None:
+        self._running.pop(job_id, None)
+        self._backlog[queue] -= 1
+
+    async def backlog(self, queue: str) -> int:
+        return self._backlog[queue]
 
     async def warm_up(self) -> None:
         loop = asyncio.get_running_loop()

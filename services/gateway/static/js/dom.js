@@ -6,6 +6,8 @@ export function el(tag, attrs = {}, children = []) {
     if (value === null || value === undefined || value === false) continue;
     if (name === "text") node.textContent = value;
     else if (name === "class") node.className = value;
+    // Through the CSSOM: the Content-Security-Policy refuses style attributes.
+    else if (name === "style") node.style.cssText = value;
     else node.setAttribute(name, value === true ? "" : String(value));
   }
   node.append(...children);
