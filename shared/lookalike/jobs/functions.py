@@ -156,7 +156,8 @@ def _run(job: JobState, work: Callable[[dict[str, Any]], dict[str, Any]], params
         return _outcome(None, error_of(exc))
     except Exception as exc:
         log.exception("%s job %s failed", job.kind, job.id)
-        message = f"{type(exc).__name__}: {exc}"[:300]
+        # The exception's text stays in the log: it may quote internals, or bytes of a hostile upload.
+        message = f"the job failed ({type(exc).__name__}); the server log has the details"
         return _outcome(None, {"code": "internal_error", "message": message, "status": 500})
 
 

@@ -55,6 +55,11 @@ class FaceDetector:
         self.threshold = threshold
 
     def detect(self, rgb: UInt8Image, *, retry: bool = True) -> list[Detection]:
+        h, w = rgb.shape[:2]
+        if max(h, w) > min(h, w) * TIGHT_CROP_SIZE:
+            # SCRFD letterboxes into TIGHT_CROP_SIZE squares, where a sliver this thin gets a zero-pixel side that
+            # OpenCV refuses; it is far too thin to hold a face anyway.
+            return []
         found = self._detect_upright(rgb)
         if not retry:
             return found
