@@ -15,12 +15,10 @@ import os
 import secrets
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +30,8 @@ import httpx
 import psycopg
 import pytest
 import redis
+from leak_scan import PNG_MAGIC
+from leak_scan import mark as mark  # re-exported: the distributed tests mark their uploads
 from psycopg.rows import dict_row
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,9 +43,6 @@ ADMIN_TOKEN = "distributed-test-admin-token-" + "0123456789abcdef" * 2
 LOOKALIKE = str(Path(sys.executable).parent / "lookalike")
 START_TIMEOUT_S = 120.0
 MAX_ATTEMPTS = 3
-JPEG_MAGIC = b"\xff\xd8\xff"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-UPLOAD_PREFIX = "lookalike:upload:"
 FINISHED = ("done", "failed")
 
 # The test photos the diagnoses use: members, strangers, group photos and photos without a face.
@@ -266,22 +263,6 @@ def free_port() -> int:
 
 
 # --------------------------------------------------------------------------- uploads
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-
-def mark(data: bytes, token: str) -> bytes:
-    """The same picture with `token` in a comment among its first 64 bytes, so that each upload's first 64 bytes
-    are its own (plain JPEG headers are alike, and the gallery holds photos from the same cameras). The pixels,
-    and so every diagnosis, stay the same."""
-    text = token.encode()
-    if data.startswith(JPEG_MAGIC):
-        return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]
-    if data.startswith(PNG_MAGIC):
-        return data[:33] + _png_chunk(b"tEXt", b"c\x00" + text) + data[33:]  # right after IHDR
-    raise ValueError("mark() takes JPEG or PNG")
 
 
 def noise_png(side: int, block: int = 8, seed: int = 0) -> bytes:
@@ -548,97 +529,6 @@ def start_cluster(stack: Stack, workdir: Path, **env: str) -> Iterator[Cluster]:
 
 # The embedded mode's answer to (photo bytes, group): ("done", result) or ("failed", error).
 Reference = Callable[[bytes, "str | None"], tuple[str, dict[str, Any]]]
-
-
-# --------------------------------------------------------------------------- privacy scans
-
-
-@dataclass
-class ScanReport:
-    where: str
-    scanned: int = 0
-    scanned_bytes: int = 0
-    skipped: int = 0
-    leaks: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        return (
-            f"{self.where}: scanned {self.scanned} ({self.scanned_bytes / 1e6:.1f} MB), skipped {self.skipped}, "
-            f"leaks {len(self.leaks)}"
-        )
-
-
-def scan_redis(url: str, needles: Iterable[bytes], prefix: bytes) -> ScanReport:
-    """Every key of the test Redis db, every value of it: no upload key, no picture bytes, no upload's head."""
-    heads = list(needles)
-    report = ScanReport(f"redis {url}")
-    client = redis.Redis.from_url(url)
-    try:
-        for key in client.scan_iter(count=1000):
-            kind = client.type(key).decode()
-            values: list[bytes] = [key]
-            if kind == "string":
-                values.append(client.get(key) or b"")
-            elif kind == "list":
-                values += client.lrange(key, 0, -1)
-            elif kind == "hash":
-                for k, v in client.hgetall(key).items():
-                    values += [k, v]
-            elif kind == "set":
-                values += list(client.smembers(key))
-            elif kind == "zset":
-                values += [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
-            else:
-                report.skipped += 1
-            report.scanned += 1
-            report.scanned_bytes += sum(len(v) for v in values)
-            name = key.decode(errors="replace")
-            if name.startswith(UPLOAD_PREFIX):
-                report.leaks.append(f"upload key {name}")
-            for value in values:
-                if JPEG_MAGIC in value or PNG_MAGIC in value or prefix in value or any(h in value for h in heads):
-                    report.leaks.append(f"picture bytes in {kind} {name}")
-                    break
-    finally:
-        client.close()
-    return report
-
-
-def scan_files(
-    roots: Iterable[Path], needles: Iterable[bytes], prefix: bytes, *, since: float = 0.0, max_bytes: int = 512 << 20
-) -> ScanReport:
-    """Regular files under `roots` changed since `since` (epoch s): none may hold an upload's first 64 bytes."""
-    heads = list(needles)
-    paths = [Path(r) for r in roots]
-    report = ScanReport(", ".join(str(p) for p in paths) + (" (files changed during the run)" if since else ""))
-    seen: set[tuple[int, int]] = set()
-    for root in paths:
-        for dirpath, _, filenames in os.walk(root, onerror=lambda _: None):
-            for filename in filenames:
-                path = Path(dirpath) / filename
-                try:
-                    st = path.lstat()
-                except OSError:
-                    report.skipped += 1
-                    continue
-                if not path.is_file() or path.is_symlink() or (st.st_dev, st.st_ino) in seen:
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-                if st.st_mtime < since and st.st_ctime < since:
-                    continue
-                if st.st_size > max_bytes:
-                    report.skipped += 1
-                    continue
-                try:
-                    data = path.read_bytes()
-                except OSError:
-                    report.skipped += 1
-                    continue
-                report.scanned += 1
-                report.scanned_bytes += len(data)
-                if prefix in data and any(h in data for h in heads):
-                    report.leaks.append(str(path))
-    return report
 
 
 def sha256_file(path: Path) -> str:

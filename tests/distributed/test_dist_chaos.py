@@ -28,7 +28,6 @@ from dist_harness import (
     FINISHED,
     MAX_ATTEMPTS,
     SOURCES,
-    UPLOAD_PREFIX,
     Cluster,
     Reference,
     Stack,
@@ -42,8 +41,6 @@ from dist_harness import (
     redis_address,
     redis_ping,
     require,
-    scan_files,
-    scan_redis,
     start_cluster,
     start_postgres,
     start_redis,
@@ -53,6 +50,7 @@ from dist_harness import (
     wait_for,
     worker_pid,
 )
+from leak_scan import UPLOAD_PREFIX, scan_files, scan_redis
 
 pytestmark = pytest.mark.postgres
 N_INFLIGHT = 50

@@ -25,10 +25,9 @@ from dist_harness import (
     Stack,
     comparable,
     mark,
-    scan_files,
-    scan_redis,
     start_cluster,
 )
+from leak_scan import scan_files, scan_redis
 
 pytestmark = pytest.mark.postgres
 N_JOBS = 200

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from lookalike.jobs.functions import KINDS, JobContext, purge_finished_jobs, read_job, record_job, run_inline, work_for
 from lookalike.jobs.state import JobState
 
+log = logging.getLogger(__name__)
 PURGE_EVERY_S = 60.0
 POLL_S = 0.1
 
@@ -56,7 +57,7 @@ class InlineRunner:
         }
         self._running: dict[str, asyncio.Future[JobState]] = {}
         self._backlog = dict.fromkeys(self._pools, 0)
-        self._last_purge = 0.0
+        self._purger: asyncio.Task[None] | None = None
 
     async def submit(
         self, kind: str, params: dict[str, Any], *, data: bytes | None = None, lock_key: str | None = None
@@ -75,9 +76,6 @@ class InlineRunner:
         self._running[job_id] = future
         self._backlog[queue] += 1
         future.add_done_callback(lambda _: self._finished(job_id, queue))
-        if time.monotonic() - self._last_purge > PURGE_EVERY_S:
-            self._last_purge = time.monotonic()
-            loop.run_in_executor(pool, purge_finished_jobs, self.settings)
         return job_id
 
     async def wait(self, job_id: str, timeout: float) -> JobState | None:
@@ -104,9 +102,23 @@ class InlineRunner:
     async def warm_up(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pools["diagnose"], self.ctx.pipeline.load)
-        await loop.run_in_executor(self._pools["diagnose"], purge_finished_jobs, self.settings)
-        self._last_purge = time.monotonic()
+        await asyncio.to_thread(purge_finished_jobs, self.settings)
+        self._purger = asyncio.create_task(self._purge())
+
+    async def _purge(self) -> None:
+        """Results outlive their lifetime by at most a minute (less for shorter lifetimes), requests or not."""
+        every = max(1.0, min(PURGE_EVERY_S, self.settings.result_ttl_s / 2))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(purge_finished_jobs, self.settings)
+            except Exception as exc:  # a locked or missing database: the next round tries again
+                log.warning("could not purge expired results: %s", exc)
 
     async def close(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
         for pool in self._pools.values():
             pool.shutdown(wait=True)
