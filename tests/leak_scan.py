@@ -83,7 +83,7 @@ def _leaks_in(data: bytes, heads: Sequence[bytes], prefix: bytes, fragments: Seq
     if prefix in data and any(h in data for h in heads):
         return "upload bytes"
     if any(f in data for f in fragments):
-        return "uploader embedding"
+        return "face embedding"
     return None
 
 

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.routing import APIRoute
+from leak_scan import embedding_needles, scan_files
 from test_api import DEMO_GROUP, FACES, MEMBERS, Gateway, _free_port, _server_env, assert_error, post_image, run_gateway
 
 from lookalike.config import Settings
@@ -476,7 +478,12 @@ def test_deleted_member_is_gone_from_the_next_diagnosis(api: httpx.Client, gatew
     old_version = before["index_versions"][DEMO_GROUP]
     with db(gateway) as conn:
         paths = [p for (p,) in conn.execute("SELECT path FROM photos WHERE member_id = ?", (saito,))]
+        blobs = conn.execute(
+            "SELECT f.embedding FROM faces f JOIN photos p ON p.id = f.photo_id WHERE p.member_id = ?", (saito,)
+        ).fetchall()
     assert len(paths) == 5 and all((gateway.data_dir / "photos" / p).is_file() for p in paths)
+    fragments = embedding_needles(np.frombuffer(b, dtype=np.float32) for (b,) in blobs)
+    assert len(blobs) == 5 and scan_files([gateway.data_dir], [], b"-", fragments).leaks  # there before
 
     deleted = api.delete(f"/admin/members/{saito}")
     assert deleted.status_code == 200, deleted.text
@@ -499,6 +506,9 @@ def test_deleted_member_is_gone_from_the_next_diagnosis(api: httpx.Client, gatew
         assert conn.execute("SELECT count(*) FROM members WHERE id = ?", (saito,)).fetchone() == (0,)
         versions = conn.execute("SELECT members FROM index_versions").fetchall()
     assert all(saito not in {m["id"] for m in json.loads(members)} for (members,) in versions)
+    # Nor anywhere on disk: the database file, its write-ahead log, index versions, photo folders.
+    leaks = scan_files([gateway.data_dir], [], b"-", fragments)
+    assert leaks.scanned > 0 and leaks.leaks == [], leaks.leaks
     assert_error(api.delete(f"/admin/members/{saito}"), 404, "not_found")
     assert_error(httpx.get(f"{api.base_url}/members/{saito}"), 404, "not_found")
     others = [m["slug"] for m in api.get("/members", params={"group": DEMO_GROUP}).json()]

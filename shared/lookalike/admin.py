@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lookalike.config import Settings
 from lookalike.db import repository as repo
-from lookalike.db.engine import session_scope
+from lookalike.db.engine import scrub_deleted, session_scope
 from lookalike.db.models import Group, Member, Photo
 from lookalike.errors import InvalidParameter, LookalikeError, NotFound
 
@@ -126,6 +126,7 @@ def delete_group(settings: Settings, slug: str) -> Deleted:
     remove_version_files(settings, versions)
     files = remove_photo_files(settings, rows.photo_paths or [])
     _remove_empty(settings.photo_dir / slug)
+    scrub_deleted(settings.sqlalchemy_url)
     log.info("group %s deleted: %d members, %d photos", slug, rows.members, rows.photos)
     return Deleted(rows.members, rows.photos, rows.faces, rows.sources, files, len(versions))
 
@@ -201,6 +202,7 @@ def delete_member(
     with session_scope(settings.sqlalchemy_url) as session:
         dropped = repo.drop_member_versions(session, group_id, member_id)
     remove_version_files(settings, dropped)
+    scrub_deleted(settings.sqlalchemy_url)
     log.info("member %s of %s deleted: %d photos, %d faces", member_id, group, rows.photos, rows.faces)
     deleted = Deleted(rows.members, rows.photos, rows.faces, rows.sources, files, len(dropped))
     return MemberDeletion(deleted, group, version_id, error)

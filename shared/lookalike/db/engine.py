@@ -25,6 +25,9 @@ def get_engine(url: str) -> Engine:
             # With WAL, NORMAL survives a crash of the process; only power loss can drop the last commits.
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows are overwritten with zeros, not left in free pages: deleting a member must not leave
+            # their face embeddings readable in the file.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         return engine
@@ -47,3 +50,12 @@ def session_scope(url: str) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def scrub_deleted(url: str) -> None:
+    """After deleting biometric data: on SQLite, copy the write-ahead log into the database and empty it, since
+    its older frames still hold the rows as they were before the delete. (PostgreSQL keeps dead row versions on
+    disk until VACUUM reuses their space; the README says so.)"""
+    if url.startswith("sqlite"):
+        with get_engine(url).connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
