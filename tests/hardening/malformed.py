@@ -198,7 +198,7 @@ def wrong_types(rng: np.random.Generator) -> Iterator[Sample]:
             except (KeyError, OSError, ValueError):
                 continue
             yield Sample(f"{fmt.lower()}-{k}", "wrong_type", data, WRONG_TYPE)
-    for k in range(30):
+    for k in range(60):
         noise = bytes(rng.integers(0, 256, int(rng.integers(1, 5000)), dtype=np.uint8))
         yield Sample(f"noise-{k}", "wrong_type", noise, WRONG_TYPE | {"corrupt_image"})
 
@@ -269,8 +269,8 @@ def corpus(seed: int = 2026) -> list[Sample]:
     paths = photos()
     photo_bytes = [p.read_bytes() for p in paths]
     samples = [
-        *truncated(photo_bytes, per_photo=20),
-        *bit_flipped(photo_bytes, per_photo=22, rng=rng),
+        *truncated(photo_bytes, per_photo=24),
+        *bit_flipped(photo_bytes, per_photo=14, rng=rng),
         *other_formats_flipped(photo_bytes[0], rng, count=40),
         *bombs(photo_bytes[0]),
         *wrong_types(rng),
