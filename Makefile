@@ -4,12 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format bench up up-gpu clean
+.PHONY: install run test lint format audit bench up up-gpu clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "lookalike needs Python 3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	# venv seeds setuptools 65.5, which has known vulnerabilities (make audit)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
@@ -26,6 +27,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared services migrations tests bench
 	$(BIN)/ruff format --check shared services migrations tests bench
 	$(BIN)/mypy
+
+# Known vulnerabilities in everything installed in the venv, from PyPI's advisories. --strict: a package that
+# could not be checked (no network, PyPI unreachable) fails the audit instead of being skipped in silence.
+audit: $(STAMP)
+	$(BIN)/pip-audit --strict --vulnerability-service pypi --skip-editable --progress-spinner off
 
 format: $(STAMP)
 	$(BIN)/ruff format shared services migrations tests bench

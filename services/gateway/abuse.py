@@ -108,6 +108,5 @@ async def _refuse(
     scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str, retry_after_s: int
 ) -> None:
     REFUSED.labels(code).inc()
-    response = error_response(status, code, message)
-    response.headers["Retry-After"] = str(max(1, retry_after_s))
+    response = error_response(status, code, message, {"Retry-After": str(max(1, retry_after_s))})
     await response(scope, receive, send)

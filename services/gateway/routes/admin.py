@@ -16,12 +16,11 @@ import asyncio
 import io
 import re
 import zipfile
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, File, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from sqlalchemy.orm import Session
 
 from lookalike import admin
@@ -32,9 +31,9 @@ from lookalike.errors import InvalidParameter, LookalikeError, NotFound, UploadT
 from lookalike.imaging import ImageFormat, sniff_format
 from lookalike.ingest.scrape import add_sources
 from lookalike.jobs.functions import KINDS
-from lookalike.schemas import ErrorBody, ErrorResponse
+from lookalike.schemas import ErrorBody, ErrorResponse, Timestamp
 from services.gateway.auth import ADMIN_ERRORS, AdminRoute, require_admin
-from services.gateway.deps import RuntimeDep
+from services.gateway.deps import MAX_ROW_ID, RowId, RuntimeDep
 from services.gateway.routes.diagnose import SLUG, JobAccepted
 
 router = APIRouter(
@@ -55,6 +54,7 @@ _EXT = {ImageFormat.JPEG: ".jpg", ImageFormat.PNG: ".png", ImageFormat.WEBP: ".w
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for a route's own error answers (401 and 403 come with the router)."""
     described = {
+        400: "invalid_form: the body does not parse (JSON that is not UTF-8, malformed multipart)",
         404: "not_found, unknown_group: no such group, member, source, photo or job",
         409: "already_exists, job_conflict: the same thing exists, or the same job is live",
         413: "upload_too_large: over LOOKALIKE_MAX_UPLOAD_BYTES",
@@ -95,7 +95,7 @@ class VersionOut(BaseModel):
     n_members: int
     threshold: float
     active: bool
-    created_at: datetime
+    created_at: Timestamp
     calibration: dict[str, Any] = Field(
         description="threshold, target_fmr, genuine and impostor percentiles and counts, n_rejected, histogram "
         "{edges, genuine, impostor} (similarity bins; absent on versions built before it)"
@@ -123,7 +123,7 @@ class MemberIn(BaseModel):
 
 class MemberPatch(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    active: bool | None = None
+    active: StrictBool | None = None
     meta: dict[str, Any] | None = Field(default=None, description="replaces the member's meta as a whole")
 
 
@@ -160,17 +160,17 @@ class SourceOut(BaseModel):
     kind: str
     value: str
     options: dict[str, Any]
-    created_at: datetime
-    last_scraped_at: datetime | None
+    created_at: Timestamp
+    last_scraped_at: Timestamp | None
     last_error: str | None
 
 
 class ScrapeRequest(BaseModel):
     """Exactly one scope: one member, one group, or every active member."""
 
-    member_id: int | None = None
+    member_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     group: str | None = Field(default=None, pattern=SLUG)
-    all: bool = False
+    all: StrictBool = False
 
     @model_validator(mode="after")
     def _one_scope(self) -> ScrapeRequest:
@@ -193,9 +193,9 @@ class AdminJobOut(BaseModel):
     progress: dict[str, Any] | None = Field(description="counts per stage while it runs (scrape, upload)")
     result: dict[str, Any] | None
     error: dict[str, Any] | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
 
 
 class FaceOut(BaseModel):
@@ -219,11 +219,13 @@ class ReviewItem(BaseModel):
     height: int
     source_url: str | None
     page_url: str | None
-    fetched_at: datetime | None
+    fetched_at: Timestamp | None
 
 
 class ReviewDecision(BaseModel):
-    face_id: int | None = Field(default=None, description="approve: the member's face when the photo shows several")
+    face_id: int | None = Field(
+        default=None, ge=1, le=MAX_ROW_ID, description="approve: the member's face when the photo shows several"
+    )
 
 
 class ReviewOutcome(BaseModel):
@@ -348,7 +350,7 @@ def _require_group(url: str, slug: str) -> None:
 # --------------------------------------------------------------------------- groups
 
 
-@router.post("/groups", status_code=201, response_model=GroupAdminOut, responses=errors(409, 422))
+@router.post("/groups", status_code=201, response_model=GroupAdminOut, responses=errors(400, 409, 422))
 def create_group(runtime: RuntimeDep, body: GroupIn) -> GroupAdminOut:
     admin.create_group(runtime.settings, body.slug, body.name)
     return GroupAdminOut(slug=body.slug, name=body.name, members=0, index_version=None, threshold=None, photos={})
@@ -389,7 +391,7 @@ def group_versions(runtime: RuntimeDep, slug: str, limit: Annotated[int, Query(g
         return [VersionOut.model_validate(v) for v in versions]
 
 
-@router.patch("/groups/{slug}", response_model=GroupAdminOut, responses=errors(404, 422))
+@router.patch("/groups/{slug}", response_model=GroupAdminOut, responses=errors(400, 404, 422))
 def rename_group(runtime: RuntimeDep, slug: str, body: GroupPatch) -> GroupAdminOut:
     admin.rename_group(runtime.settings, slug, body.name)
     return next(g for g in list_groups(runtime) if g.slug == slug)
@@ -404,19 +406,21 @@ def delete_group(runtime: RuntimeDep, slug: str) -> GroupDeleted:
 # --------------------------------------------------------------------------- members
 
 
-@router.post("/groups/{slug}/members", status_code=201, response_model=MemberAdminOut, responses=errors(404, 409, 422))
+@router.post(
+    "/groups/{slug}/members", status_code=201, response_model=MemberAdminOut, responses=errors(400, 404, 409, 422)
+)
 def create_member(runtime: RuntimeDep, slug: str, body: MemberIn) -> MemberAdminOut:
     member_id = admin.create_member(runtime.settings, slug, body.slug, body.name, body.meta)
     return _member_out(runtime.settings.sqlalchemy_url, member_id)
 
 
 @router.get("/members/{member_id}", response_model=MemberAdminOut, responses=errors(404))
-def get_member(runtime: RuntimeDep, member_id: int) -> MemberAdminOut:
+def get_member(runtime: RuntimeDep, member_id: RowId) -> MemberAdminOut:
     return _member_out(runtime.settings.sqlalchemy_url, member_id)
 
 
-@router.patch("/members/{member_id}", response_model=MemberUpdated, responses=errors(404, 422))
-async def update_member(runtime: RuntimeDep, member_id: int, body: MemberPatch) -> MemberUpdated:
+@router.patch("/members/{member_id}", response_model=MemberUpdated, responses=errors(400, 404, 422))
+async def update_member(runtime: RuntimeDep, member_id: RowId, body: MemberPatch) -> MemberUpdated:
     group, stale = await asyncio.to_thread(
         admin.update_member, runtime.settings, member_id, name=body.name, active=body.active, meta=body.meta
     )
@@ -429,7 +433,7 @@ async def update_member(runtime: RuntimeDep, member_id: int, body: MemberPatch) 
 
 
 @router.delete("/members/{member_id}", response_model=MemberDeleted, responses=errors(404))
-async def delete_member(runtime: RuntimeDep, member_id: int) -> MemberDeleted:
+async def delete_member(runtime: RuntimeDep, member_id: RowId) -> MemberDeleted:
     """Deletes the member, its photos (rows and files), faces and sources, and answers once the group's new
     index version is active (or the group's versions are deactivated when no usable face is left): the next
     diagnosis does not name the member. Older index versions holding its faces are dropped."""
@@ -445,8 +449,10 @@ async def delete_member(runtime: RuntimeDep, member_id: int) -> MemberDeleted:
 # --------------------------------------------------------------------------- sources
 
 
-@router.post("/members/{member_id}/sources", status_code=201, response_model=SourceOut, responses=errors(404, 422, 501))
-def add_source(runtime: RuntimeDep, member_id: int, body: SourceIn) -> SourceOut:
+@router.post(
+    "/members/{member_id}/sources", status_code=201, response_model=SourceOut, responses=errors(400, 404, 422, 501)
+)
+def add_source(runtime: RuntimeDep, member_id: RowId, body: SourceIn) -> SourceOut:
     """Validated as the scraper will build it (an unknown kind or option is a 422); nothing is fetched yet."""
     settings = runtime.settings
     [source_id] = add_sources(settings, member_id, [(body.kind, body.value, dict(body.options))])
@@ -457,7 +463,7 @@ def add_source(runtime: RuntimeDep, member_id: int, body: SourceIn) -> SourceOut
 
 
 @router.get("/members/{member_id}/sources", response_model=list[SourceOut], responses=errors(404))
-def list_sources(runtime: RuntimeDep, member_id: int) -> list[SourceOut]:
+def list_sources(runtime: RuntimeDep, member_id: RowId) -> list[SourceOut]:
     url = runtime.settings.sqlalchemy_url
     _require_member(url, member_id)
     with session_scope(url) as session:
@@ -465,7 +471,7 @@ def list_sources(runtime: RuntimeDep, member_id: int) -> list[SourceOut]:
 
 
 @router.delete("/sources/{source_id}", status_code=204, response_class=Response, responses=errors(404))
-def delete_source(runtime: RuntimeDep, source_id: int) -> Response:
+def delete_source(runtime: RuntimeDep, source_id: RowId) -> Response:
     """The source goes; the photos it brought stay (delete them through review, or the member)."""
     admin.delete_source(runtime.settings, source_id)
     return Response(status_code=204)
@@ -506,11 +512,11 @@ def _pack(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     "/members/{member_id}/photos",
     status_code=202,
     response_model=JobAccepted,
-    responses=errors(404, 413, 415, 422),
+    responses=errors(400, 404, 413, 415, 422),
 )
 async def upload_photos(
     runtime: RuntimeDep,
-    member_id: int,
+    member_id: RowId,
     files: Annotated[list[UploadFile], File(description="one or more JPEG, PNG, WebP or HEIC photos, or one ZIP")],
 ) -> JSONResponse:
     """Photos of the member, curated like scraped ones (kept, flagged or rejected) and published: a job."""
@@ -534,7 +540,7 @@ async def upload_photos(
     return accepted(await runtime.runner.submit("upload", params, data=data))
 
 
-@router.post("/scrape", status_code=202, response_model=JobAccepted, responses=errors(404, 409, 422))
+@router.post("/scrape", status_code=202, response_model=JobAccepted, responses=errors(400, 404, 409, 422))
 async def scrape(runtime: RuntimeDep, body: ScrapeRequest) -> JSONResponse:
     """Fetch, curate and publish the photos of one member's sources, of a group's, or of every active member's.
     One live scrape per scope (409 job_conflict)."""
@@ -551,7 +557,7 @@ async def scrape(runtime: RuntimeDep, body: ScrapeRequest) -> JSONResponse:
     return accepted(await runtime.runner.submit("scrape", params, lock_key=f"scrape:{scope}"))
 
 
-@router.post("/reindex", status_code=202, response_model=JobAccepted, responses=errors(404, 409, 422))
+@router.post("/reindex", status_code=202, response_model=JobAccepted, responses=errors(400, 404, 409, 422))
 async def reindex(runtime: RuntimeDep, body: ReindexRequest) -> JSONResponse:
     await asyncio.to_thread(_require_group, runtime.settings.sqlalchemy_url, body.group)
     return accepted(await runtime.runner.submit("reindex", {"group": body.group}, lock_key=f"reindex:{body.group}"))
@@ -627,7 +633,7 @@ def review_queue(
     response_class=FileResponse,
     responses={200: {"content": {"image/*": {}}}, **errors(404)},
 )
-def photo_image(runtime: RuntimeDep, photo_id: int) -> FileResponse:
+def photo_image(runtime: RuntimeDep, photo_id: RowId) -> FileResponse:
     """Any photo whatever its status (the public member photo route serves kept ones only)."""
     root = runtime.settings.photo_dir.resolve()
     with session_scope(runtime.settings.sqlalchemy_url) as session:
@@ -648,15 +654,15 @@ async def _decide(runtime: RuntimeDep, photo_id: int, *, approve: bool, face_id:
     )
 
 
-@router.post("/photos/{photo_id}/approve", response_model=ReviewOutcome, responses=errors(404, 422))
+@router.post("/photos/{photo_id}/approve", response_model=ReviewOutcome, responses=errors(400, 404, 422))
 async def approve_photo(
-    runtime: RuntimeDep, photo_id: int, body: Annotated[ReviewDecision | None, Body()] = None
+    runtime: RuntimeDep, photo_id: RowId, body: Annotated[ReviewDecision | None, Body()] = None
 ) -> ReviewOutcome:
     """The photo shows the member: status approved, the member's face kept (its only face, or `face_id`)."""
     return await _decide(runtime, photo_id, approve=True, face_id=body.face_id if body else None)
 
 
 @router.post("/photos/{photo_id}/reject", response_model=ReviewOutcome, responses=errors(404))
-async def reject_photo(runtime: RuntimeDep, photo_id: int) -> ReviewOutcome:
+async def reject_photo(runtime: RuntimeDep, photo_id: RowId) -> ReviewOutcome:
     """The photo does not belong in the gallery: status excluded, for good (a new scrape skips it)."""
     return await _decide(runtime, photo_id, approve=False, face_id=None)

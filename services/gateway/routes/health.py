@@ -56,7 +56,14 @@ def _database_and_index(runtime: RuntimeDep) -> tuple[str, str]:
     return "ok", (f"ok: {len(active)} groups" if active else "empty: no group indexed")
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str] = Field(description="database, index, and models (embedded) or broker: ok, or why not")
+
+
+@router.get(
+    "/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "not ready: see checks"}}
+)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, str] = {}
     checks["database"], checks["index"] = await asyncio.to_thread(_database_and_index, runtime)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -11,7 +10,7 @@ from pydantic import BaseModel
 
 from lookalike.errors import NotFound
 from lookalike.jobs.functions import read_job
-from lookalike.schemas import ErrorResponse
+from lookalike.schemas import ErrorResponse, Timestamp
 from services.gateway.deps import RuntimeDep
 
 router = APIRouter(tags=["jobs"])
@@ -23,9 +22,9 @@ class JobOut(BaseModel):
     status: str  # queued | running | done | failed
     attempts: int
     worker: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     result: dict[str, Any] | None
     error: dict[str, Any] | None
 

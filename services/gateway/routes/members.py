@@ -11,9 +11,12 @@ from pydantic import BaseModel
 from lookalike.db import repository as repo
 from lookalike.db.engine import session_scope
 from lookalike.errors import NotFound
-from services.gateway.deps import RuntimeDep
+from lookalike.schemas import ErrorResponse
+from services.gateway.deps import RowId, RuntimeDep
 
 router = APIRouter(tags=["gallery"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "not_found"}}
 
 
 class MemberOut(BaseModel):
@@ -75,8 +78,8 @@ def list_members(
         return [_member_out(r) for r in repo.list_members(session, group)]
 
 
-@router.get("/members/{member_id}", response_model=MemberDetail, responses={404: {"description": "not_found"}})
-def get_member(runtime: RuntimeDep, member_id: int) -> dict[str, Any]:
+@router.get("/members/{member_id}", response_model=MemberDetail, responses=NOT_FOUND)
+def get_member(runtime: RuntimeDep, member_id: RowId) -> dict[str, Any]:
     with session_scope(runtime.settings.sqlalchemy_url) as session:
         row = repo.get_member(session, member_id)
         if row is None:
@@ -88,8 +91,8 @@ def get_member(runtime: RuntimeDep, member_id: int) -> dict[str, Any]:
         return {**_member_out(row), "photos": photos}
 
 
-@router.get("/members/{member_id}/photos/{photo_id}", response_class=FileResponse)
-def member_photo(runtime: RuntimeDep, member_id: int, photo_id: int) -> FileResponse:
+@router.get("/members/{member_id}/photos/{photo_id}", response_class=FileResponse, responses=NOT_FOUND)
+def member_photo(runtime: RuntimeDep, member_id: RowId, photo_id: RowId) -> FileResponse:
     root = runtime.settings.photo_dir.resolve()
     with session_scope(runtime.settings.sqlalchemy_url) as session:
         photo = repo.get_photo(session, photo_id)
