@@ -1,4 +1,4 @@
-"""Over 1,000 hostile uploads through the real API: a uvicorn process on loopback, embedded mode, the demo gallery.
+"""Over 1,000 hostile uploads through the real API: `lookalike serve` on loopback, embedded mode, the demo gallery.
 
 Each answer is checked against what the sample allows and against the same decoder run here (an upload the
 decoder refuses with a code must get that code from the service). Afterwards the same server process is still
@@ -58,7 +58,7 @@ def gateway(demo_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "LOOKALIKE_DIAGNOSE_QUEUE_MAX": "0",
     }
     env = {"LOOKALIKE_MAX_PIXELS": str(MAX_PIXELS), "LOOKALIKE_WORKERS": str(CLIENTS), **limits_off}
-    with run_gateway(work / "data", work, **env) as running:
+    with run_gateway(work / "data", work, cli=True, **env) as running:
         yield running
 
 

@@ -34,7 +34,7 @@ def gateway(demo_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "LOOKALIKE_DIAGNOSE_RATE_LIMIT": "0",
         "LOOKALIKE_DIAGNOSE_CLIENT_CONCURRENCY": "0",
     }
-    with run_gateway(work / "data", work, **env) as running:
+    with run_gateway(work / "data", work, cli=True, **env) as running:
         yield running
 
 
