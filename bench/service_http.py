@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="distributed: diagnose worker processes")
     parser.add_argument(
         "--layouts",
-        default="1:2:1,2:1:1,2:1:2",
+        default="1:2:1,2:2:1,2:1:1",
         help="embedded: processes:worker threads:ORT threads, comma-separated (default: the candidates)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="raw ceiling: passes over the photos")

@@ -21,6 +21,8 @@ from lookalike.ingest.sources import Candidate
 from lookalike.pipeline.pipeline import AnalyzedFace, Pipeline
 from lookalike.pipeline.quality import FaceQuality, assess_in_image
 
+# How many pictures per worker may be analysed ahead of the one the job stores next.
+AHEAD_PER_WORKER = 4
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -61,8 +63,9 @@ def sha256(data: bytes) -> str:
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int) -> Iterator[R]:
-    """fn over items on `workers` threads, results in order, at most 2 x workers items ahead of the consumer
-    (a scrape's candidates are downloads: reading them all up front would hold every picture at once)."""
+    """fn over items on `workers` threads, results in order, at most 4 x workers items ahead of the consumer
+    (a scrape's candidates are downloads: reading them all up front would hold every picture at once). Fewer
+    let one slow photo (a turned face is detected up to 4 times) idle the other workers while it holds the head."""
     if workers <= 1:
         yield from map(fn, items)
         return
@@ -70,7 +73,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int) -> It
         pending: deque[Future[R]] = deque()
         for item in items:
             pending.append(pool.submit(fn, item))
-            if len(pending) >= 2 * workers:
+            if len(pending) >= AHEAD_PER_WORKER * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
