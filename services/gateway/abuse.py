@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -23,8 +22,8 @@ PATH = "/diagnose"
 # A slot of the client's own frees when one of its requests ends; the queue drains at tens of jobs per second.
 IN_FLIGHT_RETRY_S = 1
 QUEUE_RETRY_S = 5
-# Forget clients whose allowance is full again every this many requests: the table stays as small as the set of
-# clients seen in one window.
+# Every this many requests, forget the clients whose allowance is full again: the table holds about the clients of
+# one window.
 SWEEP_EVERY = 1024
 REFUSED = Counter("lookalike_diagnose_refused", "POST /diagnose refused by an abuse limit", ["code"], registry=REGISTRY)
 
@@ -32,20 +31,19 @@ REFUSED = Counter("lookalike_diagnose_refused", "POST /diagnose refused by an ab
 class RateLimiter:
     """Generic cell rate algorithm: a burst of `limit`, then one request per `window_s / limit` seconds.
 
-    Each client costs one float (the time its allowance is full again), so the state never grows with traffic.
+    A client costs one float (when its allowance is full again), kept only while that is in the future.
     """
 
-    def __init__(self, *, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, limit: int, window_s: float) -> None:
         self.limit = limit
         self.window_s = window_s
         self.interval = window_s / limit
-        self.clock = clock
         self._full_at: dict[str, float] = {}
         self._calls = 0
 
     def acquire(self, client: str) -> float:
         """0 when the request may go ahead (and is counted), else the seconds until it may."""
-        now = self.clock()
+        now = time.monotonic()
         self._calls += 1
         if self._calls % SWEEP_EVERY == 0:
             self._full_at = {c: t for c, t in self._full_at.items() if t > now}
