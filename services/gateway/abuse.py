@@ -84,15 +84,17 @@ class DiagnoseGuard:
             message = "the service is busy; retry later"
             await _refuse(scope, receive, send, 503, "queue_full", message, QUEUE_RETRY_S)
             return
-        self._in_flight[client] = in_flight + 1
+        # Counted afresh: the queue check awaited, and the client's other requests may have ended meanwhile (a
+        # count read before an await and written after it lost their decrements, then failed on a missing key).
+        self._in_flight[client] = self._in_flight.get(client, 0) + 1
         try:
             await self.app(scope, receive, send)
         finally:
-            left = self._in_flight[client] - 1
-            if left:
+            left = self._in_flight.get(client, 1) - 1
+            if left > 0:
                 self._in_flight[client] = left
             else:
-                del self._in_flight[client]
+                self._in_flight.pop(client, None)
 
     async def _queue_full(self, scope: Scope) -> bool:
         runtime: Runtime = scope["app"].state.runtime
