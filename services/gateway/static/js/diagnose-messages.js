@@ -70,6 +70,7 @@ const en = {
   error_unknown_group: "That group doesn't exist any more. Please choose another group.",
   error_no_index: "This group isn't ready yet: its gallery is still being prepared. Please try again later.",
   error_timeout: "The analysis took too long. Please try again in a moment.",
+  error_upload_timeout: "The upload took too long. Please check your connection, or try a smaller photo.",
   error_network: "We couldn't reach the server. Please check your connection and try again.",
   error_generic: "Something went wrong on our side. Please try again.",
 };
@@ -144,6 +145,7 @@ const ja = {
   error_unknown_group: "このグループは見つかりませんでした。別のグループを選んでください。",
   error_no_index: "このグループはまだ準備中です。しばらくしてからもう一度お試しください。",
   error_timeout: "解析に時間がかかりすぎました。少し待ってから、もう一度お試しください。",
+  error_upload_timeout: "アップロードに時間がかかりすぎました。接続を確認するか、もっと小さい写真でお試しください。",
   error_network: "サーバーに接続できませんでした。通信環境を確認して、もう一度お試しください。",
   error_generic: "問題が発生しました。もう一度お試しください。",
 };
