@@ -10,6 +10,7 @@ test below is a different client to it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time
@@ -89,6 +90,10 @@ def test_rate_limit_answers_429_with_retry_after_then_resets(limited: Gateway) -
         again = [post(c, "198.51.100.1", files=NOT_AN_IMAGE) for _ in range(RATE_LIMIT)]
         assert [r.status_code for r in again] == [415] * RATE_LIMIT
         refusal(post(c, "198.51.100.1", files=NOT_AN_IMAGE), 429, "rate_limited")
+        # Operators see the refusals.
+        assert re.search(
+            r'^lookalike_diagnose_refused_total\{code="rate_limited"\} [3-9]', c.get("/metrics").text, re.M
+        )
 
 
 def held_upload(release: threading.Event, sent: threading.Event) -> tuple[dict[str, str], Iterator[bytes]]:
