@@ -25,6 +25,9 @@ once (--service-build builds it again with lookalike.index.ann.build and times t
     .venv/bin/python bench/index_search.py --quick              # 10k and 100k, fewer queries and settings
     .venv/bin/python bench/index_search.py --sizes 100k --hnsw 32:80,32:200,48:200 --ef 256,512,1024
     .venv/bin/python bench/index_search.py --from-json bench/results/index_search.json   # reprint the tables
+    # exhaustive 4-bit PQ fast scan + exact re-rank, on one thread and on 2 shards in 2 threads, without the rest:
+    .venv/bin/python bench/index_search.py --sizes 100k,1M --hnsw "" --ivf-max 0 --no-service --build-threads 1 \
+        --refine "PQ128x4fs@1;PCA192,PQ96x4fs@1;PCA192,PQ96x4fs@2" --k-factor 50,100,200
 
 Writes bench/results/index_search.json. Needs the shared face set (/work/shared/data/faces) or a cached
 bench/results/real_embeddings.npz; the buffalo_s models only when the embeddings are not cached yet.
@@ -96,7 +99,10 @@ def rss_mb() -> float:
 
 
 def index_bytes(index: faiss.Index) -> int:
-    """Serialized size, counted through a callback writer (no copy of a 2 GB index in memory or on disk)."""
+    """Serialized size, counted through a callback writer (no copy of a 2 GB index in memory or on disk); of an
+    IndexShards (not serializable), the sum of its shards."""
+    if isinstance(index, faiss.IndexShards):
+        return sum(index_bytes(faiss.downcast_index(index.at(i))) for i in range(index.count()))
     total = [0]
 
     def count(chunk: bytes) -> int:
@@ -226,6 +232,8 @@ class Config:
     settings: list[tuple[str, Any]]  # (label, faiss search parameters)
     train: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    build: Callable[[Floats], faiss.Index] | None = None  # instead of make, train and add
+    keep: list[Any] = field(default_factory=list)  # nested search parameters (SWIG holds no reference to them)
 
 
 def hnsw_config(m: int, ef_construction: int, efs: Sequence[int]) -> Config:
@@ -254,6 +262,56 @@ def ivf_config(nlist: int, nprobes: Sequence[int]) -> Config:
         [(f"nprobe={p}", faiss.SearchParametersIVF(nprobe=p)) for p in nprobes if p <= nlist],
         train=True,
         info={"type": "IndexIVFFlat", "nlist": nlist},
+    )
+
+
+def refine_config(spec: str, shards: int, k_factors: Sequence[int], seed: int) -> Config:
+    """Compressed codes scanned exhaustively (a faiss factory string, e.g. PCA192,PQ96x4fs: 4-bit PQ fast scan),
+    the k_factor * 10 best re-ranked with exact inner products (IndexRefineFlat keeps the float vectors). With
+    `shards` > 1 the faces are split into that many contiguous shards searched in parallel threads (IndexShards),
+    each returning its own top 10 after its own re-ranking; one query then uses `shards` cores. A graph base (e.g.
+    PCA128,HNSW32) searches with efSearch = k_factor * 10 (faiss does not raise efSearch to k by itself)."""
+    graph = "HNSW" in spec
+    keep: list[Any] = []
+    settings = []
+    for kf in k_factors:
+        base: Any = None
+        if graph:
+            base = faiss.SearchParametersHNSW(efSearch=kf * TOP_K)
+            if "," in spec:  # a transform (PCA) before the graph
+                keep.append(base)
+                base = faiss.SearchParametersPreTransform(index_params=base)
+            keep.append(base)
+        label = f"k_factor={kf}" + (f", efSearch={kf * TOP_K}" if graph else "")
+        settings.append((label, faiss.IndexRefineSearchParameters(k_factor=kf, base_index_params=base)))
+
+    def build(emb: Floats) -> faiss.Index:
+        d = emb.shape[1]
+        sample = emb[np.random.default_rng(seed).choice(len(emb), min(len(emb), 100_000), replace=False)]
+        trained = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
+        inner = faiss.downcast_index(trained.index) if isinstance(trained, faiss.IndexPreTransform) else trained
+        if isinstance(inner, faiss.IndexHNSW):  # a graph over the codes (e.g. PCA128,HNSW32): the service's effort
+            inner.hnsw.efConstruction = ann.HNSW_EF_CONSTRUCTION
+        trained.train(sample)
+        parts = []
+        for s in range(shards):
+            part = faiss.IndexRefineFlat(faiss.clone_index(trained))
+            part.add(emb[s * len(emb) // shards : (s + 1) * len(emb) // shards])
+            parts.append(part)
+        if shards == 1:
+            return parts[0]
+        index = faiss.IndexShards(d, True, True)  # threaded, ids successive over the shards
+        for part in parts:
+            index.add_shard(part)  # the Python wrapper keeps a reference to each shard
+        return index
+
+    return Config(
+        f"{spec} + exact re-rank" + (f", {shards} shards ({shards} threads)" if shards > 1 else ""),
+        lambda _d: faiss.IndexFlatIP(_d),  # unused: build replaces make/train/add
+        settings,
+        info={"type": "IndexRefineFlat", "base": spec, "shards": shards},
+        build=build,
+        keep=keep,
     )
 
 
@@ -329,6 +387,7 @@ def run_size(
     if n <= args.ivf_max:
         nlist = int(args.ivf_factor * np.sqrt(n))
         configs.append(ivf_config(nlist, args.nprobe))
+    configs += [refine_config(spec, shards, args.k_factor, args.seed + 1) for spec, shards in args.refine]
     faiss.omp_set_num_threads(args.build_threads)
     service_index: faiss.Index | None = None
     service_build: dict[str, Any] = {}
@@ -336,10 +395,13 @@ def run_size(
         gc.collect()
         rss0 = rss_mb()
         t0 = time.perf_counter()
-        index = config.make(emb.shape[1])
-        if config.train:
-            index.train(emb[rng.choice(n, min(n, 64 * index.nlist), replace=False)])
-        index.add(emb)
+        if config.build is not None:
+            index = config.build(emb)
+        else:
+            index = config.make(emb.shape[1])
+            if config.train:
+                index.train(emb[rng.choice(n, min(n, 64 * index.nlist), replace=False)])
+            index.add(emb)
         build = time.perf_counter() - t0
         info = {
             **config.info,
@@ -386,7 +448,8 @@ def run_size(
             service_index, service_build = index, info  # the service's parameters: reused below
         del index
     faiss.omp_set_num_threads(args.search_threads)
-    size["service"] = service_rank(n, emb, ids, kinds, truth, flat, args, service_index, service_build)
+    if not args.no_service:
+        size["service"] = service_rank(n, emb, ids, kinds, truth, flat, args, service_index, service_build)
     del flat, service_index
     return size
 
@@ -506,6 +569,8 @@ def print_service_table(sizes: list[dict[str, Any]]) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for size in sizes:
+        if "service" not in size:
+            continue
         rows = size["service"]["rows"]
         keys = list(dict.fromkeys((r["index"], r["efSearch"], r["neighbours"]) for r in rows))
         for index, ef, nb in keys:
@@ -583,6 +648,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--service-ef", default="256:256,1024:256", help="other efSearch:neighbours settings tried on rank()"
     )
+    ap.add_argument(
+        "--refine",
+        default="",
+        help="exhaustive compressed scan + exact re-rank: faiss factory strings, each with @shards (threads), "
+        "';'-separated, e.g. 'PQ128x4fs@1;PCA192,PQ96x4fs@2' (default: none)",
+    )
+    ap.add_argument("--k-factor", default="50,100,200", help="re-ranked candidates per result for --refine")
+    ap.add_argument("--no-service", action="store_true", help="skip the GalleryIndex.rank() measurements")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS / "index_search.json")
     ap.add_argument("--from-json", type=Path, help="only print the tables of an earlier run's JSON")
@@ -602,6 +675,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.ef = [int(v) for v in args.ef.split(",") if v]
     args.nprobe = [int(v) for v in args.nprobe.split(",") if v]
     args.ivf_max = parse_size(args.ivf_max)
+    args.refine = [(c.split("@")[0], int(c.split("@")[1]) if "@" in c else 1) for c in args.refine.split(";") if c]
+    args.k_factor = [int(v) for v in args.k_factor.split(",") if v]
     args.service_ef = [tuple(int(v) for v in c.split(":")) for c in args.service_ef.split(",") if c]
     args.default_blas_threshold = faiss.cvar.distance_compute_blas_threshold
     started = time.perf_counter()
