@@ -247,6 +247,11 @@ def structures(jpeg: bytes, rng: np.random.Generator) -> Iterator[Sample]:
     # Thousands of empty scans: some decoders spend time per scan.
     scan = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
     yield Sample("jpeg-5000-scans", "structure", progressive[:sos] + scan * 5000 + b"\xff\xd9", DAMAGED)
+    # A flat 3 MP progressive JPEG whose last scan repeats 2,000 times: 90 KB that libjpeg would walk 2,000 times.
+    flat = encode(Image.new("RGB", (2000, 1500), (120, 130, 140)), "JPEG", progressive=True)
+    last_scan = flat[flat.rindex(b"\xff\xda") : -2]
+    repeated = flat[:-2] + last_scan * 2000 + b"\xff\xd9"
+    yield Sample("jpeg-2000-repeated-scans", "structure", repeated, frozenset({"corrupt_image"}))
     # Many large APP segments (64 KB each) before the picture.
     app = b"\xff\xe2\xff\xff" + b"\x00" * 65_533
     yield Sample("jpeg-big-app-segments", "structure", jpeg[:2] + app * 24 + jpeg[2:], DAMAGED)
