@@ -80,21 +80,20 @@ class DiagnoseGuard:
             message = f"over {self.rate.limit} requests in {self.rate.window_s:g} s; retry in {wait_s:.1f} s"
             await _refuse(scope, receive, send, 429, "rate_limited", message, math.ceil(wait_s))
             return
-        if self.queue_max and await self._queue_full(scope):
-            message = "the service is busy; retry later"
-            await _refuse(scope, receive, send, 503, "queue_full", message, QUEUE_RETRY_S)
-            return
-        # Counted afresh: the queue check awaited, and the client's other requests may have ended meanwhile (a
-        # count read before an await and written after it lost their decrements, then failed on a missing key).
-        self._in_flight[client] = self._in_flight.get(client, 0) + 1
+        # The slot is taken before the first await, so requests racing through the queue check count each other.
+        self._in_flight[client] = in_flight + 1
         try:
+            if self.queue_max and await self._queue_full(scope):
+                message = "the service is busy; retry later"
+                await _refuse(scope, receive, send, 503, "queue_full", message, QUEUE_RETRY_S)
+                return
             await self.app(scope, receive, send)
         finally:
-            left = self._in_flight.get(client, 1) - 1
-            if left > 0:
+            left = self._in_flight[client] - 1
+            if left:
                 self._in_flight[client] = left
             else:
-                self._in_flight.pop(client, None)
+                del self._in_flight[client]
 
     async def _queue_full(self, scope: Scope) -> bool:
         runtime: Runtime = scope["app"].state.runtime

@@ -184,29 +184,58 @@ def redis_or_skip(url: str) -> Any:
     return client
 
 
-def test_distributed_queue_cap_is_the_broker_queue(demo_data_dir: Path, tmp_path: Path) -> None:
-    """A distributed gateway with no worker: messages stay in Redis's diagnose list, which the cap reads."""
-    broker = redis_or_skip(ABUSE_REDIS_URL)
-    broker.flushdb()
-    shutil.copytree(demo_data_dir, tmp_path / "data")
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Any]:
+    client = redis_or_skip(ABUSE_REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture(scope="module")
+def distributed(broker: Any, demo_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A distributed gateway with no worker: its messages stay in Redis's diagnose list, which the queue cap reads."""
+    work = tmp_path_factory.mktemp("abuse-distributed")
+    shutil.copytree(demo_data_dir, work / "data")
     env = limits_env(
-        LOOKALIKE_BROKER_URL=ABUSE_REDIS_URL,
-        LOOKALIKE_ADMIN_TOKEN=ADMIN_TOKEN,
-        LOOKALIKE_DIAGNOSE_RATE_LIMIT="0",
-        LOOKALIKE_DIAGNOSE_CLIENT_CONCURRENCY="0",
+        LOOKALIKE_BROKER_URL=ABUSE_REDIS_URL, LOOKALIKE_ADMIN_TOKEN=ADMIN_TOKEN, LOOKALIKE_DIAGNOSE_RATE_LIMIT="0"
     )
-    try:
-        with run_gateway(tmp_path / "data", tmp_path, cli=True, **env) as gateway, gateway.client() as c:
+    with run_gateway(work / "data", work, cli=True, **env) as running:
+        yield running
 
-            def submit() -> httpx.Response:
-                return c.post("/diagnose", files={"image": ("p.jpg", PROBE, "image/jpeg")}, params={"async": "true"})
 
-            accepted = [submit() for _ in range(QUEUE_MAX)]
-            assert [r.status_code for r in accepted] == [202] * QUEUE_MAX, [r.text for r in accepted]
-            assert broker.llen("diagnose") == QUEUE_MAX
-            refusal(submit(), 503, "queue_full")
-            broker.lpop("diagnose")  # a worker takes one message
-            assert submit().status_code == 202
-            refusal(submit(), 503, "queue_full")
-    finally:
-        broker.flushdb()
+def test_distributed_queue_cap_is_the_broker_queue(distributed: Gateway, broker: Any) -> None:
+    broker.delete("diagnose")
+    with distributed.client() as c:
+
+        def submit() -> httpx.Response:
+            return c.post("/diagnose", files={"image": ("p.jpg", PROBE, "image/jpeg")}, params={"async": "true"})
+
+        accepted = [submit() for _ in range(QUEUE_MAX)]
+        assert [r.status_code for r in accepted] == [202] * QUEUE_MAX, [r.text for r in accepted]
+        assert broker.llen("diagnose") == QUEUE_MAX
+        refusal(submit(), 503, "queue_full")
+        broker.lpop("diagnose")  # a worker takes one message
+        assert submit().status_code == 202
+        refusal(submit(), 503, "queue_full")
+    broker.delete("diagnose")
+
+
+def test_requests_racing_through_the_queue_check_are_counted_exactly(distributed: Gateway, broker: Any) -> None:
+    """The distributed queue check awaits Redis, so one client's requests overlap in it: each must be counted in
+    flight from before that await to its end, neither lost (a count gone wrong ends in a 500) nor left behind."""
+    broker.delete("diagnose")
+    empty = {"image": ("p.jpg", b"", "image/jpeg")}  # refused after the checks (415), so nothing is queued
+
+    def client_thread(_: int) -> list[int]:
+        with distributed.client() as c:
+            return [c.post("/diagnose", files=empty).status_code for _ in range(20)]
+
+    with ThreadPoolExecutor(4 * CONCURRENCY) as pool:
+        answers = [status for statuses in pool.map(client_thread, range(4 * CONCURRENCY)) for status in statuses]
+    assert set(answers) <= {415, 429}, sorted(answers)
+    assert 415 in answers
+    # Every slot came back: alone again, the client is not over its cap.
+    with distributed.client() as c:
+        assert c.post("/diagnose", files=empty).status_code == 415
+    assert "Traceback" not in distributed.log.read_text()
