@@ -29,6 +29,8 @@ from lookalike.errors import ImageError
 from lookalike.imaging import decode_image
 from services.gateway.routes.diagnose import ERRORS
 
+# Memory is read from /proc (VmRSS, VmHWM, clear_refs): Linux, as on CI.
+pytestmark = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 MAX_PIXELS = 40_000_000  # the shipped default, so the bombs meet the cap users get
 DET_SIZE = 640  # the pipeline's first decode asks for this (Settings.det_size)
 # As many clients as worker threads: the latency measured is the service's, not a queue's behind it.
