@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import warnings
@@ -516,3 +517,33 @@ def test_valid_magic_followed_by_garbage_is_corrupt() -> None:
     ):
         with pytest.raises(CorruptImage):
             decode_image(prefix + noise, max_pixels=BIG)
+
+
+# A 48x48 HEIF (John_Savage_0001 from tests/data/faces, shrunk) with a few bytes changed by the decoder's property
+# test: its header says 48x48 and its data decode to 64 wide and 48 high.
+HEIF_SMALLER_HEADER = base64.b64decode(
+    "AAAAHGZ0eXBoZWljAAAAAG1pZjFoZWljbWlhZgAAAX1tZXRhAAAAAAAAACFoZGxyAAAAAAAAAABwaWN0AAAAAAAAAAAAAAAAAAAA"
+    "ACJpbG9jAAAAAERAAAEAAQAAAAABoQABAAAAAAAAAt4AAAAjaWluZgAAAAAAAQAAABVpbmZlAgAAAAABAABodmMxAAAAAA5waXRt"
+    "AAAAAAABAAAA/WlwcnAAAADdaXBjbwAAAHZodmNDAQNwAAAAkAAAAAAAHvAA/P34+AAADwNgAAEAGEABDAH//wNwAAADAJAAAAMA"
+    "AAMAHroCQGEAAQAqQgEBA3AAAAMAkAAAAwAAAwAeoCCBBZbq5Ka5uAhoMCAAAAMDIAAAAwAhYgABAAZEAcFzwIkAAAATY29scm5j"
+    "bHgAAQANAAaAAAAAFGlzcGUAAAAAAAAAQAAAAEAAAAAoY2xhcAAAADAAAAABAAAAMAAAAAH+///wAAAAAv////AAAAACAAAAEHBp"
+    "eGkAAAAAAwgICAAAABhpcG1hAAAAAAAAAAEAAQWBAgMFhAAAAuZtZGF0AAAC2igBrwngF1zDiFSO5Hkm44M9ybjknuVOUxBk3PHN"
+    "2S9Fq13x9U9f6Y5QCT/myuItYEyNnL/fMG9NQf1K1IVgkUqqHZOVNsFnAwnnDqaKujc0K1YCthnu+gDzbI4rgOIQeCdE0O2mImLS"
+    "Ei631CXWzeZzkw9pVmiVLpX2XaeZekxYXLe+54yTLYBhNTIqAExtgF17OoTkhqBPxuS2QYYrLG7FQLaU0jDNt0rEWWtmixYC+VQa"
+    "KDaPa0k1xauw+0cfMDXkj/XqlRz54gyduHaVLYQdKYou2us4QJffDWk7/zw73I8eI6av5geYuhSShRxz/scLMgKEDuFuoI3AKG14"
+    "k88YbUi/GdcTRoONq0WzXDJyouobfrNmLsVZY/a0MsxhKC445/z8B/jLLLrkAtCWnZta+aIA2gPtW1C+3a9hwIqgohVdccg46RpG"
+    "WpSlxZuDJwvq1T+c0efRzJ+tO5G/Ume65HlcTlJZrzQ+pPwzmOYJM6dZ87Sji0Gvc5vROy85wFhzq0X094G9J6+oXg11AKqUkzuA"
+    "K7lYWVH4CIItxwfpQKVtsbxvdNUJVViYiSLZIDiGroYjPq40+ZUOz+t8+W6PkgzWA9jLRlbFJvjIExkV3gZTWzHOTM4qlI86/d0C"
+    "JxsVcpXEjaXKoukKSQNTuoUC4T+uiaVN0gAnCT63/+imMx87ZJBFxePJ5aAIkEdicl8btLRtOsFgPLn0tZb1C5lfFZY6G/VQ3kDt"
+    "OrcHOGlKQXNEthTvvXRORyLgrAR6WxOBLIApvhf2f1b09cMxVNkx/ulPX7bgiAZo1YoUIXEdChBZie8vUvnjl//AMwJ/Roh6T8vM"
+    "GMkvsWSs+HVlhagHlXBjZp79vSFvgV/Emjj4oqA/JUou9Kt98f/6yBSjXD1TtD2BQFSoI4YkSjrJCn4Or64aNya3IxDV0S6F/rYb"
+    "SFTU2jCDdCOWYM2UwG70ZF4i6d1o/Y4cf/w="
+)
+
+
+def test_the_pixel_cap_counts_what_was_decoded_not_what_the_header_said() -> None:
+    decoded = decode_image(HEIF_SMALLER_HEADER, max_pixels=40_000_000)
+    height, width = decoded.rgb.shape[:2]
+    assert (width, height) == decoded.original_size == (64, 48)
+    with pytest.raises(ImageTooLarge):
+        decode_image(HEIF_SMALLER_HEADER, max_pixels=48 * 48)  # the header alone would have passed this cap

@@ -232,6 +232,12 @@ def _decode(img: Image.Image, fmt: ImageFormat, max_pixels: int, max_side: int |
             # draft shrinks by an integer factor k (ceil rounding on the size); its box is (0, 0, w/k, h/k).
             reduction = round(width / drafted[1][2])
     img.load()
+    if reduction == 1 and img.size != (width, height):
+        # The header promised one size and the data held another (a damaged or crafted HEIF, say): the pixel cap
+        # and the size reported go by what was decoded, or a small header would let a large picture through.
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageTooLarge(f"The picture has {width}x{height} pixels; at most {max_pixels} are accepted.")
     orientation = _orientation(img)
     if orientation in _ORIENTATION_TRANSPOSE:
         img = img.transpose(_ORIENTATION_TRANSPOSE[orientation])
