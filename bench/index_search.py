@@ -16,10 +16,11 @@ Every approximate timing row carries the flat index's timings measured interleav
 threshold and with BLAS forced (distance_compute_blas_threshold = 0).
 
 Finally the service path: GalleryIndex.rank(top=3) on the flat index (exact), as it was before re-scoring
-("truncated": members scored from the 1024 nearest faces only), and on the HNSW graph with the service's settings
-(lookalike.index.ann at that size, marked "(service)") and the --service-ef alternatives: p50/p95 latency and the
-share of the exact top-3 members it returns. The HNSW graph with the service's M and efConstruction is built once,
-once (--service-build builds it again with lookalike.index.ann.build and times that).
+("truncated": members scored from the 1024 nearest faces only), on the index lookalike.index.ann builds at that
+size with its settings, marked "(service)" (from 200k faces the PQ fast scan + exact re-rank; --service-pq
+alternatives), and on the HNSW graph with the M and efConstruction the service used before it (--service-ef
+settings; built once above, or with --service-build by lookalike.index.ann.build): p50/p95 latency and the share
+of the exact top-3 members it returns.
 
     .venv/bin/python bench/index_search.py                      # 10k, 100k, 1M (about 20 minutes on 2 cores)
     .venv/bin/python bench/index_search.py --quick              # 10k and 100k, fewer queries and settings
@@ -28,6 +29,8 @@ once (--service-build builds it again with lookalike.index.ann.build and times t
     # exhaustive 4-bit PQ fast scan + exact re-rank, on one thread and on 2 shards in 2 threads, without the rest:
     .venv/bin/python bench/index_search.py --sizes 100k,1M --hnsw "" --ivf-max 0 --no-service --build-threads 1 \
         --refine "PQ128x4fs@1;PCA192,PQ96x4fs@1;PCA192,PQ96x4fs@2" --k-factor 50,100,200
+    # rank() alone at 1M on the service's index (PQ fast scan from 200k faces), alternatives, a rebuild check:
+    .venv/bin/python bench/index_search.py --sizes 1M --service-only --check-rebuild --service-pq 1024:256,2048:512
 
 Writes bench/results/index_search.json. Needs the shared face set (/work/shared/data/faces) or a cached
 bench/results/real_embeddings.npz; the buffalo_s models only when the embeddings are not cached yet.
@@ -351,6 +354,10 @@ def run_size(
     flat_rss = rss_mb() - rss0
     flat_info = {"build_s": round(flat_build, 2), "index_mb": round(index_bytes(flat) / 2**20, 1)}
     flat_info["rss_delta_mb"] = round(flat_rss, 1)
+    if args.service_only:
+        faiss.omp_set_num_threads(args.search_threads)
+        size["service"] = service_rank(n, emb, ids, kinds, truth, flat, args, None, {})
+        return size
     default_threshold = args.default_blas_threshold
     flat_default = flat_search(flat, default_threshold)
     flat_blas = flat_search(flat, 0)
@@ -466,7 +473,9 @@ def service_rank(
     built_info: dict[str, Any],
 ) -> dict[str, Any]:
     """GalleryIndex.rank(top=3) on the index lookalike.index.ann builds at this size (with the service's search
-    settings, then the --service-ef alternatives), and on the flat index (exact: the reference)."""
+    settings, then the --service-pq alternatives), on an HNSW graph built above with the service's M and
+    efConstruction (`built`; its --service-ef settings), and on the flat index (exact: the reference). For the PQ
+    index also recall@10 and latency of ann.search itself (10 nearest faces, the service's candidates)."""
     members = {int(m): MemberInfo(id=int(m), slug=f"m{m}", name=f"m{m}", group="bench") for m in np.unique(ids)}
     calibration = _dummy_calibration()
     chosen = ann.choose(n)
@@ -474,27 +483,53 @@ def service_rank(
     photo_ids = np.arange(n, dtype=np.int64)
     exact = GalleryIndex(1, "bench", "buffalo_s", flat, ids, photo_ids, members, calibration, MEMBER_TOP_K)
     runs: list[tuple[str, GalleryIndex, int, int]] = [("flat", exact, 0, 0), ("truncated", exact, 0, 0)]
-    if args.service_build or (built is None and chosen == "hnsw"):
+    if args.service_build and built is None:
         faiss.omp_set_num_threads(args.build_threads)
         t0 = time.perf_counter()
-        built = ann.build(emb, approx_from=0)  # as the service builds it
+        built = ann.build(emb, approx_from=0, approx="hnsw")  # as the service built it before the PQ index
         out["hnsw_build_s"], out["hnsw_build_threads"] = round(time.perf_counter() - t0, 2), args.build_threads
         faiss.omp_set_num_threads(args.search_threads)
     elif built is not None:  # built above with the same parameters and threads: the same graph
         out["hnsw_build_s"], out["hnsw_build_threads"] = built_info["build_s"], built_info["build_threads"]
     if built is not None:
         approx = GalleryIndex(1, "bench", "buffalo_s", built, ids, photo_ids, members, calibration, MEMBER_TOP_K)
-        service = (ann.ef_search(n), ann.neighbours(n))  # the service's own settings at this size
+        service = (ann.ef_search(n), ann.neighbours(n, "hnsw"))  # HNSW's own settings at this size
         settings = [service] + [s for s in args.service_ef if s != service]
         runs += [("hnsw", approx, ef, nb) for ef, nb in settings]
+    pq_index: faiss.Index | None = None
+    if chosen == "pqrefine" or args.service_pq_always:
+        faiss.omp_set_num_threads(args.build_threads)  # ann builds it on one thread whatever this says
+        t0 = time.perf_counter()
+        pq_index = ann.build(emb, approx_from=0, approx="pqrefine")  # as the service builds it
+        out["pq_build_s"] = round(time.perf_counter() - t0, 2)
+        out["pq_index_mb"] = round(index_bytes(pq_index) / 2**20, 1)
+        print(
+            f"  pqrefine ({ann.pq_factory(emb.shape[1])} + exact re-rank): built in {out['pq_build_s']} s, "
+            f"{out['pq_index_mb']} MB",
+            flush=True,
+        )
+        faiss.omp_set_num_threads(args.search_threads)
+        pq = GalleryIndex(1, "bench", "buffalo_s", pq_index, ids, photo_ids, members, calibration, MEMBER_TOP_K)
+        service = (ann.PQ_CANDIDATES, ann.neighbours(n, "pqrefine"))
+        settings = [service] + [s for s in args.service_pq if s != service]
+        runs += [("pqrefine", pq, cand, nb) for cand, nb in settings]
+        out["search"] = pq_search_rows(pq_index, kinds, truth)
+        if args.check_rebuild:
+            out["rebuild_identical"] = check_rebuild(emb, pq_index, kinds)
     print(f"  service rank(top=3), index chosen by lookalike.index.ann: {chosen}", flush=True)
-    defaults = ann.ef_search, ann.neighbours
+    defaults = ann.ef_search, ann.neighbours, ann.PQ_CANDIDATES
+    service_setting = {
+        "hnsw": (defaults[0](n), defaults[1](n, "hnsw")),
+        "pqrefine": (defaults[2], defaults[1](n, "pqrefine")),
+    }
     rows = []
-    for name, g, ef, nb in runs:
+    for name, g, ef, nb in runs:  # ef: efSearch (hnsw) or candidates re-ranked (pqrefine)
         if name == "hnsw":  # pinned for this run (GalleryIndex.rank asks index.ann for both)
-            ann.ef_search, ann.neighbours = (lambda _n, v=ef: v), (lambda _n, v=nb: v)  # type: ignore[misc]
+            ann.ef_search, ann.neighbours = (lambda _n, v=ef: v), (lambda *_a, v=nb: v)  # type: ignore[misc]
+        if name == "pqrefine":
+            ann.PQ_CANDIDATES, ann.neighbours = ef, (lambda *_a, v=nb: v)  # type: ignore[misc,assignment]
         g.rank(kinds["genuine"][:1], top=TOP_MEMBERS)  # builds the member table once
-        step = 1 if name == "hnsw" or n <= 100_000 else max(1, n // 50_000)  # flat search is slow at 1M
+        step = 1 if name in ("hnsw", "pqrefine") or n <= 100_000 else max(1, n // 50_000)  # flat is slow at 1M
         for kind, queries in kinds.items():
             times, agree = [], []
             for q, expected in zip(queries[::step], truth[kind].members[::step], strict=True):
@@ -507,9 +542,10 @@ def service_rank(
                 agree.append(len(set(got_ids) & set(expected)) / len(expected))
             row = {
                 "index": name,
-                "service_setting": name == "hnsw" and (ef, nb) == (defaults[0](n), defaults[1](n)),
+                "service_setting": chosen == name and (ef, nb) == service_setting.get(name),
                 "efSearch": ef if name == "hnsw" else None,
-                "neighbours": nb if name == "hnsw" else None,
+                "candidates": ef if name == "pqrefine" else None,
+                "neighbours": nb if name in ("hnsw", "pqrefine") else None,
                 "query": kind,
                 "p50_ms": pct(times, 50),
                 "p95_ms": pct(times, 95),
@@ -517,15 +553,66 @@ def service_rank(
                 "n": len(times),
             }
             rows.append(row)
-            setting = {"hnsw": f"efSearch={ef} neighbours={nb}", "flat": "exact", "truncated": "1024 nearest"}[name]
+            setting = {
+                "hnsw": f"efSearch={ef} neighbours={nb}",
+                "pqrefine": f"candidates={ef} neighbours={nb}",
+                "flat": "exact",
+                "truncated": "1024 nearest",
+            }[name]
             print(
-                f"    {name:>5} {setting:>27} {kind:>8}: rank p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  "
+                f"    {name:>8} {setting:>30} {kind:>8}: rank p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  "
                 f"top-3 members as exact {row['top3_member_agreement']:.4f}  (n={row['n']})",
                 flush=True,
             )
-        ann.ef_search, ann.neighbours = defaults  # type: ignore[misc]
+        ann.ef_search, ann.neighbours, ann.PQ_CANDIDATES = defaults  # type: ignore[misc]
     out["rows"] = rows
     return out
+
+
+def check_rebuild(emb: Floats, index: faiss.Index, kinds: dict[str, Floats]) -> bool:
+    """Build the PQ index again with faiss set to one thread (the first build ran with --build-threads set): the
+    same codes and PCA (serialized base) and the same search results (similarities and positions, 512 neighbours)
+    for every query."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    t0 = time.perf_counter()
+    try:
+        again = ann.build(emb, approx_from=0, approx="pqrefine")
+    finally:
+        faiss.omp_set_num_threads(threads)
+    build_s = time.perf_counter() - t0
+    same = bool(
+        np.array_equal(
+            faiss.serialize_index(faiss.downcast_index(again.base_index)),
+            faiss.serialize_index(faiss.downcast_index(index.base_index)),
+        )
+    )
+    for queries in kinds.values():
+        for a, b in zip(ann.search(again, queries, 512), ann.search(index, queries, 512), strict=True):
+            same = same and bool(np.array_equal(a, b))
+    print(f"  pqrefine rebuilt on 1 thread in {build_s:.1f} s: identical codes and results: {same}", flush=True)
+    return same
+
+
+def pq_search_rows(index: faiss.Index, kinds: dict[str, Floats], truth: dict[str, Truth]) -> list[dict[str, Any]]:
+    """recall@10 and latency of ann.search(k=10) on the PQ index with the service's candidate count."""
+    rows = []
+    for kind, queries in kinds.items():
+        single = time_single(lambda x: ann.search(index, x, TOP_K), queries, None, 1)
+        row = {
+            "query": kind,
+            "candidates": ann.PQ_CANDIDATES,
+            "recall@10": round(recall(single["found"], truth[kind].top), 4),
+            "p50_ms": single["p50_ms"],
+            "p95_ms": single["p95_ms"],
+        }
+        rows.append(row)
+        print(
+            f"    ann.search k=10, {ann.PQ_CANDIDATES} candidates, {kind}: recall@10 {row['recall@10']:.4f}  "
+            f"p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms",
+            flush=True,
+        )
+    return rows
 
 
 def truncated_rank(flat: faiss.Index, ids: Ints, q: Floats, k: int = 1024) -> list[int]:
@@ -572,12 +659,17 @@ def print_service_table(sizes: list[dict[str, Any]]) -> None:
         if "service" not in size:
             continue
         rows = size["service"]["rows"]
-        keys = list(dict.fromkeys((r["index"], r["efSearch"], r["neighbours"]) for r in rows))
-        for index, ef, nb in keys:
-            pair = {r["query"]: r for r in rows if (r["index"], r["efSearch"], r["neighbours"]) == (index, ef, nb)}
-            setting = {"flat": "exact", "truncated": "1024 nearest only (before)"}.get(
-                index, f"efSearch={ef}, {nb} nearest"
-            )
+
+        def key(r: dict[str, Any]) -> tuple[Any, ...]:
+            return r["index"], r["efSearch"], r.get("candidates"), r["neighbours"]
+
+        for index, ef, cand, nb in dict.fromkeys(key(r) for r in rows):
+            pair = {r["query"]: r for r in rows if key(r) == (index, ef, cand, nb)}
+            setting = {
+                "flat": "exact",
+                "truncated": "1024 nearest only (before)",
+                "pqrefine": f"{cand} re-ranked, {nb} nearest",
+            }.get(index, f"efSearch={ef}, {nb} nearest")
             chosen = size["service"]["chosen"]
             if index == chosen and (chosen == "flat" or any(r.get("service_setting") for r in pair.values())):
                 setting += " **(service)**"
@@ -656,6 +748,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--k-factor", default="50,100,200", help="re-ranked candidates per result for --refine")
     ap.add_argument("--no-service", action="store_true", help="skip the GalleryIndex.rank() measurements")
+    ap.add_argument(
+        "--service-only",
+        action="store_true",
+        help="only the exact truth and the GalleryIndex.rank() rows (flat, and the index the service builds)",
+    )
+    ap.add_argument(
+        "--service-pq",
+        default="4096:256,2048:512,4096:512",
+        help="other candidates:neighbours settings tried on rank() on the PQ index (ann.PQ_CANDIDATES re-ranked)",
+    )
+    ap.add_argument("--service-pq-always", action="store_true", help="the PQ index's rank() rows at every size")
+    ap.add_argument("--check-rebuild", action="store_true", help="rebuild the PQ index on 1 thread and compare")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS / "index_search.json")
     ap.add_argument("--from-json", type=Path, help="only print the tables of an earlier run's JSON")
@@ -678,6 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.refine = [(c.split("@")[0], int(c.split("@")[1]) if "@" in c else 1) for c in args.refine.split(";") if c]
     args.k_factor = [int(v) for v in args.k_factor.split(",") if v]
     args.service_ef = [tuple(int(v) for v in c.split(":")) for c in args.service_ef.split(",") if c]
+    args.service_pq = [tuple(int(v) for v in c.split(":")) for c in args.service_pq.split(",") if c]
     args.default_blas_threshold = faiss.cvar.distance_compute_blas_threshold
     started = time.perf_counter()
     info = machine()
@@ -713,7 +818,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "M": ann.HNSW_M,
             "efConstruction": ann.HNSW_EF_CONSTRUCTION,
             "efSearch": {label(n): ann.ef_search(n) for n in sizes},
-            "neighbours": {label(n): ann.neighbours(n) for n in sizes},
+            "neighbours": {label(n): ann.neighbours(n, ann.choose(n)) for n in sizes},
+            "approx_kind": ann.APPROX_KIND,
+            "pq_factory_512": ann.pq_factory(512),
+            "pq_candidates": ann.PQ_CANDIDATES,
+            "pq_train_max": ann.PQ_TRAIN_MAX,
         },
         "total_s": round(total, 1),
     }

@@ -1,5 +1,6 @@
-"""The index kind by gallery size (index.ann), rank() on an approximate (HNSW) index and beyond the exhaustive
-limit (nominated members re-scored exactly), member_target and the store round-trip of every kind."""
+"""The index kind by gallery size (index.ann), rank() on the approximate indices (PQ fast scan + exact re-rank, the
+service's from APPROX_FROM on; HNSW, which older versions hold) and beyond the exhaustive limit (nominated members
+re-scored exactly), member_target, deterministic builds and the store round-trip of every kind."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def clustered(seed: int = 0) -> tuple[Floats, Ints, Ints, Floats]:
     return emb, member_ids, photo_ids, centres
 
 
-def build(emb: Floats, member_ids: Ints, photo_ids: Ints, *, approx_from: int = APPROX_FROM) -> GalleryIndex:
+def build(
+    emb: Floats, member_ids: Ints, photo_ids: Ints, *, approx_from: int = APPROX_FROM, approx: ann.Kind = "hnsw"
+) -> GalleryIndex:
     members = {int(m): MemberInfo(id=int(m), slug=f"m{m}", name=f"Member {m}", group="grp") for m in set(member_ids)}
     return GalleryIndex.build(
         version_id=3,
@@ -54,6 +57,7 @@ def build(emb: Floats, member_ids: Ints, photo_ids: Ints, *, approx_from: int = 
         calibration=calibrate(emb[:400], member_ids[:400], k=3, target_fmr=0.01),
         member_top_k=3,
         approx_from=approx_from,
+        approx=approx,
     )
 
 
@@ -84,6 +88,12 @@ def approx(data: tuple[Floats, Ints, Ints, Floats]) -> GalleryIndex:
 
 
 @pytest.fixture(scope="module")
+def pq(data: tuple[Floats, Ints, Ints, Floats]) -> GalleryIndex:
+    emb, member_ids, photo_ids, _ = data
+    return build(emb, member_ids, photo_ids, approx="pqrefine")
+
+
+@pytest.fixture(scope="module")
 def queries(data: tuple[Floats, Ints, Ints, Floats]) -> Floats:
     """Fresh photos of members, and strangers (the lookalike case: near nobody, many members almost as near)."""
     _, _, _, centres = data
@@ -106,9 +116,13 @@ def assert_same_ranking(got: list[MemberScore], expected: list[tuple[int, float,
 def test_choice_by_size() -> None:
     assert ann.choose(0) == "flat"
     assert ann.choose(ann.APPROX_FROM - 1) == "flat"
-    assert ann.choose(ann.APPROX_FROM) == "hnsw"
-    assert ann.choose(10 * ann.APPROX_FROM) == "hnsw"
-    assert ann.choose(999, approx_from=1000) == "flat" and ann.choose(1000, approx_from=1000) == "hnsw"
+    assert ann.choose(ann.APPROX_FROM) == "pqrefine"
+    assert ann.choose(10 * ann.APPROX_FROM) == "pqrefine"
+    assert ann.choose(999, approx_from=1000) == "flat" and ann.choose(1000, approx_from=1000) == "pqrefine"
+    assert ann.choose(1000, approx_from=1000, approx="hnsw") == "hnsw"
+    # A PQ index needs data to train 16 centroids per sub-quantizer: tiny galleries stay flat whatever the threshold.
+    assert ann.choose(ann.PQ_MIN_FACES - 1, approx_from=0) == "flat"
+    assert ann.choose(ann.PQ_MIN_FACES - 1, approx_from=0, approx="hnsw") == "hnsw"
 
 
 def test_search_effort_grows_with_the_gallery() -> None:
@@ -128,24 +142,33 @@ def test_build_picks_the_index_by_size(data: tuple[Floats, Ints, Ints, Floats], 
     assert ann.kind_of(approx.index) == "hnsw" and not ann.exhaustive(approx.index)
     small = build(emb[:500], member_ids[:500], photo_ids[:500])
     assert isinstance(small.index, faiss.IndexFlatIP) and ann.kind_of(small.index) == "flat"
-    default = build(emb, member_ids, photo_ids, approx_from=ann.APPROX_FROM)
+    default = build(emb, member_ids, photo_ids, approx_from=ann.APPROX_FROM, approx=ann.APPROX_KIND)
     assert isinstance(default.index, faiss.IndexFlatIP)  # the default threshold is far above this gallery
+    pq = build(emb, member_ids, photo_ids, approx=ann.APPROX_KIND)
+    assert isinstance(pq.index, faiss.IndexRefineFlat) and ann.kind_of(pq.index) == "pqrefine"
+    assert not ann.exhaustive(pq.index) and pq.index.ntotal == len(emb)
 
 
-def test_hnsw_build_is_deterministic(data: tuple[Floats, Ints, Ints, Floats], approx: GalleryIndex) -> None:
+@pytest.mark.parametrize("kind", ["hnsw", "pqrefine"])
+def test_build_is_deterministic(
+    data: tuple[Floats, Ints, Ints, Floats], approx: GalleryIndex, pq: GalleryIndex, queries: Floats, kind: ann.Kind
+) -> None:
     """A version rebuilt from the database must be byte-identical to the published one (same checksum), on any
-    number of threads (faiss 1.15 builds the same graph on one thread as on all)."""
+    number of threads: faiss 1.15 builds the same HNSW graph on one thread as on all; the PQ index's PCA, k-means
+    and training sample are seeded."""
     emb, _, _, _ = data
+    published = (approx if kind == "hnsw" else pq).index
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        one_thread = ann.build(emb, approx_from=APPROX_FROM)
+        one_thread = ann.build(emb, approx_from=APPROX_FROM, approx=kind)
     finally:
         faiss.omp_set_num_threads(threads)
-    again = ann.build(emb, approx_from=APPROX_FROM)
-    published = faiss.serialize_index(approx.index)
-    assert np.array_equal(faiss.serialize_index(again), published)
-    assert np.array_equal(faiss.serialize_index(one_thread), published)
+    again = ann.build(emb, approx_from=APPROX_FROM, approx=kind)
+    for index in (again, one_thread):
+        assert np.array_equal(faiss.serialize_index(index), faiss.serialize_index(published))
+        for got, expected in zip(ann.search(index, queries, 50), ann.search(published, queries, 50), strict=True):
+            np.testing.assert_array_equal(got, expected)
 
 
 # --------------------------------------------------------------------------- rank
@@ -254,13 +277,17 @@ def test_store_round_trips_the_flat_index(tmp_path: Path, data: tuple[Floats, In
     assert isinstance(store.load(directory).index, faiss.IndexFlatIP)
 
 
-def test_store_refuses_an_index_of_another_kind(tmp_path: Path, approx: GalleryIndex) -> None:
-    directory, _ = store.save(tmp_path, approx)
+@pytest.mark.parametrize(("kind", "claimed"), [("hnsw", "flat"), ("pqrefine", "hnsw"), ("pqrefine", "flat")])
+def test_store_refuses_an_index_of_another_kind(
+    tmp_path: Path, approx: GalleryIndex, pq: GalleryIndex, kind: str, claimed: str
+) -> None:
+    directory, _ = store.save(tmp_path, approx if kind == "hnsw" else pq)
     path = directory / store.MANIFEST
     manifest = json.loads(path.read_text())
-    manifest["index_kind"] = "flat"
+    assert manifest["index_kind"] == kind
+    manifest["index_kind"] = claimed
     path.write_text(json.dumps(manifest))
-    with pytest.raises(store.CorruptIndex, match="hnsw"):
+    with pytest.raises(store.CorruptIndex, match=kind):
         store.load(directory)
 
 
@@ -273,3 +300,135 @@ def test_versions_without_an_index_kind_load_as_flat(tmp_path: Path, data: tuple
     del manifest["index_kind"]
     path.write_text(json.dumps(manifest))
     assert isinstance(store.load(directory).index, faiss.IndexFlatIP)
+
+
+# --------------------------------------------------------------------------- PQ fast scan + exact re-rank
+
+
+@pytest.fixture(scope="module")
+def large() -> tuple[Floats, Ints, Ints, Floats, Floats]:
+    """A gallery of 2,400 members (about 25k faces, d = 64) and queries as above: own photos and strangers."""
+    rng = np.random.default_rng(3)
+    common = unit(rng.normal(size=DIM))
+    n_members = 2_400
+    centres = unit(0.5 * common + unit(rng.normal(size=(n_members, DIM))))
+    counts = rng.integers(1, 21, n_members)
+    member_ids = np.repeat(np.arange(1, n_members + 1) * 10, counts).astype(np.int64)
+    emb = unit(np.repeat(centres, counts, axis=0) + rng.normal(scale=1.0 / np.sqrt(DIM), size=(counts.sum(), DIM)))
+    photo_ids = (100_000 + rng.permutation(len(emb))).astype(np.int64)
+    own = unit(centres[::40] + rng.normal(scale=1.0 / np.sqrt(DIM), size=centres[::40].shape))
+    strangers = unit(0.5 * common + unit(rng.normal(size=(60, DIM))))
+    return emb, member_ids, photo_ids, centres, np.concatenate([own, strangers])
+
+
+def test_pq_index_layout(pq: GalleryIndex) -> None:
+    """PCA to the embedding's dimensions (at most ann.PQ_PCA_DIM), one 4-bit code per 2 of them, fast scan; the
+    float vectors kept for the exact re-rank."""
+    assert ann.pq_factory(512) == "PCA192,PQ96x4fs" and ann.pq_factory(DIM) == "PCA64,PQ32x4fs"
+    index = pq.index
+    assert isinstance(index, faiss.IndexRefineFlat) and index.metric_type == faiss.METRIC_INNER_PRODUCT
+    base = faiss.downcast_index(index.base_index)
+    assert isinstance(base, faiss.IndexPreTransform)
+    assert isinstance(faiss.downcast_VectorTransform(base.chain.at(0)), faiss.PCAMatrix)
+    scan = faiss.downcast_index(base.index)
+    assert isinstance(scan, faiss.IndexPQFastScan) and (scan.pq.M, scan.pq.nbits) == (DIM // 2, 4)
+    assert faiss.downcast_index(index.refine_index).ntotal == index.ntotal
+
+
+def test_pq_training_sample_is_bounded_and_fixed() -> None:
+    """The build trains on at most PQ_TRAIN_MAX faces (a 1M gallery trains in seconds), always the same ones."""
+    big = ann.train_sample(1_000_000)
+    assert len(big) == ann.PQ_TRAIN_MAX and len(np.unique(big)) == len(big)
+    assert (np.diff(big) > 0).all() and big[0] >= 0 and big[-1] < 1_000_000
+    np.testing.assert_array_equal(big, ann.train_sample(1_000_000))
+    np.testing.assert_array_equal(ann.train_sample(5_000), np.arange(5_000))
+
+
+def test_pq_build_is_deterministic_in_512_dimensions() -> None:
+    """At the embeddings' own size the PCA is where threads showed: trained on two OpenMP threads, its eigenvectors
+    differed from one thread's (20k x 512); the build runs on one thread whatever the caller set."""
+    rng = np.random.default_rng(5)
+    x = unit(np.repeat(rng.normal(size=(2_000, 512)), 10, axis=0) + rng.normal(size=(20_000, 512)))
+    published = faiss.serialize_index(ann.build(x, approx_from=0))
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        again = faiss.serialize_index(ann.build(x, approx_from=0))
+    finally:
+        faiss.omp_set_num_threads(threads)
+    assert np.array_equal(again, published)
+    assert faiss.omp_get_max_threads() == threads  # the caller's setting is back
+
+
+def test_pq_search_recall_against_flat(large: tuple[Floats, Ints, Ints, Floats, Floats]) -> None:
+    """recall@10 against exact search with the service's candidate count (about 8% of this gallery re-ranked), and
+    with far fewer candidates to show the PQ ordering itself is good; similarities are exact."""
+    emb, _, _, _, queries = large
+    index = ann.build(emb, approx_from=APPROX_FROM)
+    assert ann.kind_of(index) == "pqrefine"
+    truth = np.argsort(-(queries @ emb.T), axis=1, kind="stable")[:, :10]
+
+    def recall(pos: Ints) -> float:
+        return float(np.mean([len(set(p) & set(t)) / 10 for p, t in zip(pos.tolist(), truth.tolist(), strict=True)]))
+
+    sims, pos = ann.search(index, queries, 10)
+    assert recall(pos) >= 0.95
+    np.testing.assert_allclose(sims, np.take_along_axis(queries @ emb.T, pos, axis=1), atol=1e-5)
+    assert recall(ann.search(index, queries, 10, candidates=200)[1]) >= 0.9
+    # Without the re-rank budget (the 10 PQ-nearest as they come) recall drops: the re-rank does real work.
+    assert recall(ann.search(index, queries, 10, candidates=10)[1]) < recall(pos)
+
+
+def test_pq_rank_matches_flat(large: tuple[Floats, Ints, Ints, Floats, Floats]) -> None:
+    """rank(top=3) on the PQ index returns flat's ranking (members, exact scores, closest photos) for nearly every
+    query; a member is only missed when none of its photos is among the re-ranked candidates."""
+    emb, member_ids, photo_ids, _, queries = large
+    pq_gallery = build(emb, member_ids, photo_ids, approx="pqrefine")
+    flat = build(emb, member_ids, photo_ids, approx_from=10**9)
+    assert isinstance(pq_gallery.index, faiss.IndexRefineFlat) and isinstance(flat.index, faiss.IndexFlatIP)
+    got, reference = pq_gallery.rank(queries, top=3), flat.rank(queries, top=3)
+    same = [summary(g) == summary(r) for g, r in zip(got, reference, strict=True)]
+    assert np.mean(same) >= 0.95, np.mean(same)
+    for q, row in zip(queries, got, strict=True):  # whatever is returned is scored exactly
+        for s in row:
+            mine = emb[member_ids == s.member.id]
+            assert s.similarity == pytest.approx(float(np.sort(mine @ q)[::-1][:3].mean()), abs=1e-4)
+
+
+def test_pq_rank_is_exact_on_the_small_gallery(
+    data: tuple[Floats, Ints, Ints, Floats], pq: GalleryIndex, queries: Floats
+) -> None:
+    emb, member_ids, photo_ids, _ = data
+    for q, row in zip(queries, pq.rank(queries, top=5), strict=True):
+        assert_same_ranking(row, exact(emb, member_ids, photo_ids, q, 5))
+    for i in (0, 17, len(emb) - 1):
+        best = pq.rank(emb[i : i + 1], top=1)[0][0]
+        assert best.member.id == member_ids[i] and best.closest_photo_id == photo_ids[i]
+
+
+def test_member_target_on_the_pq_index(
+    data: tuple[Floats, Ints, Ints, Floats], pq: GalleryIndex, queries: Floats
+) -> None:
+    emb, member_ids, _, _ = data
+    np.testing.assert_array_equal(ann.vectors(pq.index, np.array([5, 0, 9])), emb[[5, 0, 9]])
+    for q in queries[::5]:
+        best = pq.rank(q[None, :], top=1)[0][0]
+        target = pq.member_target(q, best.member.id)
+        mine = emb[member_ids == best.member.id]
+        np.testing.assert_allclose(target, mine[np.argsort(-(mine @ q), kind="stable")[:3]].mean(0), atol=1e-6)
+
+
+def test_store_round_trips_the_pq_index(tmp_path: Path, pq: GalleryIndex, queries: Floats) -> None:
+    directory, _ = store.save(tmp_path, pq)
+    assert json.loads((directory / store.MANIFEST).read_text())["index_kind"] == "pqrefine"
+    loaded = store.load(directory)
+    assert isinstance(loaded.index, faiss.IndexRefineFlat) and ann.kind_of(loaded.index) == "pqrefine"
+    assert isinstance(faiss.downcast_index(faiss.downcast_index(loaded.index.base_index).index), faiss.IndexPQFastScan)
+    assert loaded.index.ntotal == pq.index.ntotal
+    for got, expected in zip(ann.search(loaded.index, queries, 100), ann.search(pq.index, queries, 100), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert [summary(r) for r in loaded.rank(queries, top=4)] == [summary(r) for r in pq.rank(queries, top=4)]
+    q = queries[0]
+    member = pq.rank(q[None, :], top=1)[0][0].member.id
+    np.testing.assert_array_equal(loaded.member_target(q, member), pq.member_target(q, member))
+    assert store.save(tmp_path / "again", loaded)[1] == store.save(tmp_path / "again2", pq)[1]

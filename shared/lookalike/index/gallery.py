@@ -14,7 +14,8 @@ way, bench/index_search.py "truncated"), so nominated members are re-scored exac
 
 A member none of whose photos was retrieved scores at most the last retrieved similarity; when the `top`-th exact
 score is below it, the search is widened (4 times the neighbours, up to every face). On a flat index the ranking
-is then the exhaustive one; on HNSW it is exact for every member the graph search nominates."""
+is then the exhaustive one; on an approximate index (PQ scan + re-rank, HNSW) it is exact for every member the
+search nominates."""
 
 from __future__ import annotations
 
@@ -77,9 +78,10 @@ class GalleryIndex:
         calibration: Calibration,
         member_top_k: int,
         approx_from: int = ann.APPROX_FROM,
+        approx: ann.Kind = ann.APPROX_KIND,
     ) -> GalleryIndex:
-        """`approx_from`: the gallery size from which an approximate index is built (index.ann)."""
-        index = ann.build(embeddings, approx_from=approx_from)
+        """`approx_from`: the gallery size from which an approximate index of kind `approx` is built (index.ann)."""
+        index = ann.build(embeddings, approx_from=approx_from, approx=approx)
         return cls(version_id, group, model_pack, index, member_ids, photo_ids, members, calibration, member_top_k)
 
     @property
@@ -118,7 +120,12 @@ class GalleryIndex:
             return [[] for _ in range(len(queries))]
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         complete = ann.exhaustive(self.index) and n <= EXHAUSTIVE_LIMIT
-        k = n if complete else min(n, NEIGHBOURS if ann.exhaustive(self.index) else ann.neighbours(n))
+        if complete:
+            k = n
+        elif ann.exhaustive(self.index):
+            k = min(n, NEIGHBOURS)
+        else:
+            k = min(n, ann.neighbours(n, ann.kind_of(self.index)))
         sims, pos = ann.search(self.index, queries, k)
         results: list[list[MemberScore]] = []
         for query, row_sims, row_pos in zip(queries, sims, pos, strict=True):

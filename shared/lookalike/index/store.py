@@ -1,8 +1,9 @@
 """Index version files on disk: written atomically (temp file, fsync, rename, manifest last), verified by
 sha256 on load. The database holds the embeddings and stays the source of truth; these files are derived.
 
-The FAISS index is stored whatever its kind (flat or HNSW, index.ann), with its search parameters; the manifest
-names the kind, and a loaded index of another kind is refused."""
+The FAISS index is stored whatever its kind (flat, PQ fast scan + exact re-rank or HNSW, index.ann: faiss writes
+IndexRefineFlat with its PCA and PQ base and the float vectors), with its search parameters; the manifest names
+the kind, and a loaded index of another kind is refused."""
 
 from __future__ import annotations
 
