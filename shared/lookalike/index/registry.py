@@ -37,8 +37,7 @@ class IndexRegistry:
     def refresh(self, *, force: bool = False) -> dict[str, GalleryIndex]:
         if not force and time.monotonic() - self._checked < REFRESH_S:
             return self._loaded
-        with get_engine(self.settings.sqlalchemy_url).connect() as conn:
-            active = repo.active_versions(conn, self.model_pack)
+        active = self._active()
         served = self._loaded
         if {g: v.id for g, v in active.items()} == {g: i.version_id for g, i in served.items()}:
             self._checked = time.monotonic()
@@ -46,8 +45,7 @@ class IndexRegistry:
         with self._lock:
             # Asked again under the lock: a thread that read the database earlier must not swap an older
             # version back in after another one swapped the newer in.
-            with get_engine(self.settings.sqlalchemy_url).connect() as conn:
-                active = repo.active_versions(conn, self.model_pack)
+            active = self._active()
             loaded = dict(self._loaded)
             for group, version in active.items():
                 current = loaded.get(group)
@@ -59,6 +57,10 @@ class IndexRegistry:
             self._loaded = loaded
             self._checked = time.monotonic()
         return self._loaded
+
+    def _active(self) -> dict[str, repo.ActiveVersion]:
+        with get_engine(self.settings.sqlalchemy_url).connect() as conn:
+            return repo.active_versions(conn, self.model_pack)
 
     def _load(self, version: repo.ActiveVersion) -> GalleryIndex:
         try:

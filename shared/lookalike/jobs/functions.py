@@ -14,10 +14,10 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, insert, select, update
+from sqlalchemy import Connection, Row, Table, Update, insert, select, update
 
 from lookalike.config import Settings
 from lookalike.db import repository as repo
@@ -44,6 +44,7 @@ def error_of(exc: LookalikeError) -> dict[str, Any]:
     return {**exc.to_dict(), "status": exc.status}
 
 
+Work = Callable[[dict[str, Any]], dict[str, Any]]
 JOBS: Table = Job.__table__  # type: ignore[assignment]  # declared models always map a Table
 LIVE = ("queued", "running")
 # Job rows are written with Core statements on a pooled connection, not through ORM sessions: a diagnosis writes
@@ -92,15 +93,19 @@ def _outcome(result: dict[str, Any] | None, error: dict[str, Any] | None) -> dic
     return {"status": "failed" if error is not None else "done", "result": result, "error": error}
 
 
+def _write_outcome(job_id: str, outcome: dict[str, Any], finished_at: datetime) -> Update:
+    """The outcome, written only while the job is live: a job already done or failed keeps its first one."""
+    live = update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status.in_(LIVE))
+    return live.values(**outcome, finished_at=finished_at)
+
+
 def finish(
     settings: Settings, job_id: str, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None
 ) -> JobState:
     """Write the outcome once: a job already done or failed keeps its first one. Returns the job as stored."""
     with get_engine(settings.sqlalchemy_url).begin() as conn:
-        written = update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status.in_(LIVE))
-        row = conn.execute(
-            written.values(**_outcome(result, error), finished_at=utcnow()).returning(*JOBS.c)
-        ).first() or _read(conn, job_id)
+        written = _write_outcome(job_id, _outcome(result, error), utcnow())
+        row = conn.execute(written.returning(*JOBS.c)).first() or _read(conn, job_id)
     if row is None:
         raise LookalikeError(f"no job {job_id}", code="not_found", status=404)
     return JobState.of(row)
@@ -108,18 +113,6 @@ def finish(
 
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"  # operators find a stuck or dying worker by it
-
-
-def _started(job: JobState) -> tuple[JobState, dict[str, Any]]:
-    """The job as this delivery starts it, and the columns to write for that."""
-    worker = _worker_name()
-    started = replace(job, status="running", attempts=job.attempts + 1, started_at=utcnow(), worker=worker)
-    return started, {
-        "status": "running",
-        "attempts": started.attempts,
-        "started_at": started.started_at,
-        "worker": worker,
-    }
 
 
 def begin(settings: Settings, job_id: str) -> tuple[JobState, dict[str, Any] | None]:
@@ -148,7 +141,7 @@ def begin(settings: Settings, job_id: str) -> tuple[JobState, dict[str, Any] | N
     return finish(settings, job_id, error=error), None
 
 
-def _run(job: JobState, work: Callable[[dict[str, Any]], dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+def _run(job: JobState, work: Work, params: dict[str, Any]) -> dict[str, Any]:
     """`work(params)` as an outcome: its result, or its error as the API reports it."""
     try:
         return _outcome(work(params), None)
@@ -161,7 +154,7 @@ def _run(job: JobState, work: Callable[[dict[str, Any]], dict[str, Any]], params
         return _outcome(None, {"code": "internal_error", "message": message, "status": 500})
 
 
-def run_job(settings: Settings, job_id: str, work: Callable[[dict[str, Any]], dict[str, Any]]) -> JobState:
+def run_job(settings: Settings, job_id: str, work: Work) -> JobState:
     """One delivery: claim, run `work(params)`, write the result or the error once."""
     state, params = begin(settings, job_id)
     if params is None:
@@ -170,32 +163,24 @@ def run_job(settings: Settings, job_id: str, work: Callable[[dict[str, Any]], di
     return finish(settings, job_id, result=outcome["result"], error=outcome["error"])
 
 
-def run_inline(
-    settings: Settings, job: JobState, params: dict[str, Any], work: Callable[[dict[str, Any]], dict[str, Any]]
-) -> JobState:
+def run_inline(settings: Settings, job: JobState, params: dict[str, Any], work: Work) -> JobState:
     """The only delivery of a job this process recorded (embedded mode): no claim to read back, and the state
     returned is the one written, kept in memory. Only if something else wrote an outcome first (a member
     deletion failing live jobs, say) is the row read again."""
     engine = get_engine(settings.sqlalchemy_url)
-    running, values = _started(job)
+    running = replace(job, status="running", attempts=job.attempts + 1, started_at=utcnow(), worker=_worker_name())
+    claim = update(JOBS).where(JOBS.c.id == job.id, JOBS.c.status == "queued")
+    columns = ("status", "attempts", "started_at", "worker")
     with engine.begin() as conn:
-        claimed = conn.execute(
-            update(JOBS).where(JOBS.c.id == job.id, JOBS.c.status == "queued").values(**values)
-        ).rowcount
+        claimed = conn.execute(claim.values({c: getattr(running, c) for c in columns})).rowcount
     if not claimed:
         return read_job(settings, job.id) or job
     outcome = _run(running, work, params)
-    done = replace(running, **outcome, finished_at=utcnow())
+    finished_at = utcnow()
+    done = replace(running, **outcome, finished_at=finished_at)
     with engine.begin() as conn:
-        written = conn.execute(
-            update(JOBS)
-            .where(JOBS.c.id == job.id, JOBS.c.status.in_(LIVE))
-            .values(**outcome, finished_at=done.finished_at)
-        ).rowcount
+        written = conn.execute(_write_outcome(job.id, outcome, finished_at)).rowcount
     return done if written else (read_job(settings, job.id) or done)
-
-
-Work = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ class JobState:
         )
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), **{k: _iso(getattr(self, k)) for k in _TIMES}})
+        return json.dumps(asdict(self), default=datetime.isoformat)  # only the timestamps are not JSON types
 
     @classmethod
     def from_json(cls, text: str | bytes) -> JobState:
@@ -58,7 +58,3 @@ class JobState:
 
 
 _TIMES = ("created_at", "started_at", "finished_at")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
