@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Row, delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from lookalike.db.models import Face, Group, IndexVersion, Job, Member, Photo, Source, utcnow
 
@@ -22,6 +22,18 @@ USABLE_PHOTO = ("ok", "approved")
 
 def get_group(session: Session, slug: str) -> Group | None:
     return session.scalar(select(Group).where(Group.slug == slug))
+
+
+def group_with_photos(session: Session, slug: str) -> Group | None:
+    """The group with every member's photos and their faces loaded in three queries (lazy loading costs two
+    queries per photo when all of them are read)."""
+    photos = selectinload(Group.members).selectinload(Member.photos).selectinload(Photo.faces)
+    return session.scalar(select(Group).where(Group.slug == slug).options(photos))
+
+
+def photos_with_faces(session: Session, photo_ids: Sequence[int]) -> list[Photo]:
+    """These photos with their faces loaded, in two queries."""
+    return list(session.scalars(select(Photo).where(Photo.id.in_(photo_ids)).options(selectinload(Photo.faces))))
 
 
 def ensure_group(session: Session, slug: str, name: str | None = None) -> Group:

@@ -366,7 +366,7 @@ def _curate_group(
     """Decide every pending photo of the group: each member's photos against the others' identities."""
     settings, pack = ctx.settings, ctx.pipeline.pack_name
     with session_scope(settings.sqlalchemy_url) as session:
-        group = repo.get_group(session, group_slug)
+        group = repo.group_with_photos(session, group_slug)
         assert group is not None
         candidates: dict[str, list[CandidatePhoto]] = {}
         face_rows: dict[str, tuple[int, list[int]]] = {}
@@ -397,10 +397,12 @@ def _curate_group(
         return
     decisions = curate_group(candidates, known=known)
     with session_scope(settings.sqlalchemy_url) as session:
+        decided = {p.id: p for p in repo.photos_with_faces(session, [photo_id for photo_id, _ in face_rows.values()])}
         for slug, member_decisions in decisions.items():
             for decision in member_decisions:
                 if decision.key in face_rows:
-                    _apply(session, decision, *face_rows[decision.key])
+                    photo_id, face_ids = face_rows[decision.key]
+                    _apply(session, decision, decided[photo_id], face_ids)
                     # Pending photos of members outside the scope (left by a delivery that died) count too.
                     member_counts = counts.setdefault(f"{group_slug}/{slug}", Counts())
                     member_counts.decided[decision.status] += 1
@@ -408,12 +410,11 @@ def _curate_group(
                         member_counts.reasons[decision.reason] += 1
 
 
-def _apply(session: Any, decision: Decision, photo_id: int, face_ids: list[int]) -> None:
+def _apply(session: Any, decision: Decision, photo: Photo, face_ids: list[int]) -> None:
     """Record the decision; keep only the face it is about (the member's, or the one that was judged).
 
     A photo flagged without a judged face (too few photos to know the member yet, no consensus) keeps every
     face: the reviewer picks the member's when approving it."""
-    photo = session.get_one(Photo, photo_id)
     photo.status = decision.status
     photo.reason = decision.reason
     photo.score = decision.score
