@@ -10,7 +10,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from lookalike.index.calibration import FALLBACK_THRESHOLD, Calibration, calibrate, resemblance_anchors
+from lookalike.index import calibration as calibration_module
+from lookalike.index.calibration import (
+    FALLBACK_THRESHOLD,
+    Calibration,
+    _leave_one_out,
+    calibrate,
+    member_top_k,
+    resemblance_anchors,
+)
 from lookalike.index.scoring import member_scores
 
 DIM = 128
@@ -200,3 +208,30 @@ def test_member_order_and_ids_do_not_matter(gallery: tuple[Floats, Ints], calibr
     again = calibrate(emb[order], relabelled, k=3, target_fmr=0.001)
     assert again.threshold == pytest.approx(calibration.threshold, abs=1e-4)
     assert again.n_impostor == calibration.n_impostor and again.n_genuine == calibration.n_genuine
+
+
+@pytest.mark.parametrize("photos", [[1, 2, 3, 5, 8, 1, 4], [7] * 9])
+def test_leave_one_out_matches_the_per_face_reference(photos: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block-wise scores equal a face-by-face loop's, single-photo members included, whether all rows are
+    scored at once or a few at a time (the memory bound)."""
+    emb, members = clustered(len(photos), photos, spread=1.0, seed=11)
+    impostor, genuine = best_scores(emb, members, k=3)
+    whole = _leave_one_out(emb, members, 3)
+    monkeypatch.setattr(calibration_module, "_CELLS", 3 * len(emb))  # 3 rows per block
+    chunked = _leave_one_out(emb, members, 3)
+    for got in (whole, chunked):
+        np.testing.assert_allclose(got[0], genuine, atol=1e-6)
+        np.testing.assert_allclose(got[1], impostor, atol=1e-6)
+
+
+def test_member_top_k_is_member_scores_row_by_row() -> None:
+    """The same numbers as member_scores gives the service's queries, not merely close ones."""
+    emb, members = clustered(6, [1, 2, 4, 6, 3, 9], spread=1.0, seed=12)
+    sims = emb[:8] @ emb.T
+    table = member_top_k(sims, members, k=3)
+    ids = np.unique(members)
+    for row, scores in zip(sims, table, strict=True):
+        m_ids, m_scores, _ = member_scores(row, members, k=3)
+        assert dict(zip(m_ids.tolist(), m_scores.tolist(), strict=True)) == dict(
+            zip(ids.tolist(), scores.tolist(), strict=True)
+        )
