@@ -124,21 +124,14 @@ class CeleryRunner:
             return
         self._wake(state.id, state)
 
-    def _queue_length(self, queue: str) -> int:
-        """Messages waiting in a queue (kombu's Redis transport keeps each queue in a list of that name)."""
-        import redis
-
-        client = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5)
-        try:
-            return int(client.llen(queue))
-        finally:
-            client.close()
-
     async def backlog(self, queue: str) -> int:
+        """Messages waiting in a queue (kombu's Redis transport keeps each queue in a list of that name)."""
         return int(await self.blobs.redis.llen(queue))
 
-    def reconcile_once(self) -> int:
-        """Re-send jobs the broker lost. Safe to run anywhere, any number of times: deliveries are idempotent."""
+    def reconcile_once(self, empty: set[str]) -> int:
+        """Re-send jobs the broker lost; `empty`: the queues with no message waiting. Safe to run anywhere, any
+        number of times: deliveries are idempotent (a message that turned up meanwhile is delivered twice, once
+        for nothing)."""
         now = utcnow()
         s = self.settings
         shortest = min(time_limits(s, kind)[1] for kind in KINDS)
@@ -150,7 +143,6 @@ class CeleryRunner:
             )
             # A queued job is lost only if its queue is empty (with a backlog its message is still waiting there);
             # a running one only once it has outlived its own kind's hard limit.
-            empty = {q for q in {k.queue for k in KINDS.values()} if self._queue_length(q) == 0}
             pending = [
                 (j.id, j.kind)
                 for j in stale
@@ -176,7 +168,8 @@ class CeleryRunner:
         while True:
             await asyncio.sleep(self.settings.reconcile_every_s)
             try:
-                await asyncio.to_thread(self.reconcile_once)
+                empty = {q for q in {k.queue for k in KINDS.values()} if await self.backlog(q) == 0}
+                await asyncio.to_thread(self.reconcile_once, empty)
                 await asyncio.to_thread(purge_finished_jobs, self.settings)
             except Exception as exc:  # the database or broker is down: try again next round
                 log.info("reconciler skipped a round: %s", type(exc).__name__)
