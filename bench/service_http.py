@@ -136,13 +136,15 @@ def service(mode: str, workers: int, layout: str) -> tuple[dict[str, list[str]],
     url = f"http://127.0.0.1:{port}"
     serve = [LOOKALIKE, "serve", "--host", "127.0.0.1", "--port", str(port)]
     if mode == "embedded":
-        processes, threads, ort_threads = layout.split(":")
+        processes, threads, ort_threads, *lone = layout.split(":")
         env = base_env(
             work / "data",
             LOOKALIKE_PROCESSES=processes,
             LOOKALIKE_WORKERS=threads,
             LOOKALIKE_ORT_THREADS=ort_threads,
         )
+        if lone:  # a 4th field: threads of a lone photo (1: never widen; default: the CPU count)
+            env["LOOKALIKE_LONE_THREADS"] = lone[0]
         load_demo(env, work)
         return {"gateway": serve}, env, work, url
     import redis
@@ -172,7 +174,7 @@ def main() -> None:
     parser.add_argument(
         "--layouts",
         default="1:2:1,2:2:1,2:1:1",
-        help="embedded: processes:worker threads:ORT threads, comma-separated (default: the candidates)",
+        help="embedded: processes:worker threads:ORT threads[:lone threads], comma-separated (default: the candidates)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="raw ceiling: passes over the photos")
     args = parser.parse_args()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -101,6 +102,8 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    if processes:
+        os.environ["LOOKALIKE_PROCESSES"] = str(processes)  # each process's runner must know it is not alone
     if demo:
         load_demo()
     uvicorn.run(

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # `lookalike serve` processes sharing the port (each with its own models and `workers` threads).
     processes: int = 1
     workers: int = 2
+    # ONNX Runtime threads a photo gets while it is the only work of an embedded gateway that has the machine to
+    # itself (one process, nothing else queued; CPU): a lone request runs about as fast as intra-op threads allow,
+    # and under load each worker keeps ort_threads. 0: the CPU count; 1: never widen (Pipeline.alone says when).
+    lone_threads: int = 0
 
     det_size: int = 640
     # Second, larger pass used only when a photo shows small faces (crowds).

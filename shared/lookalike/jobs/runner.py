@@ -57,6 +57,9 @@ class InlineRunner:
         }
         self._running: dict[str, asyncio.Future[JobState]] = {}
         self._backlog = dict.fromkeys(self._pools, 0)
+        if ctx.settings.processes == 1:
+            # The only process on the machine: a photo with no other job queued or running may use every core.
+            ctx.pipeline.alone = lambda: self._backlog["diagnose"] <= 1 and self._backlog["ingest"] == 0
         self._purger: asyncio.Task[None] | None = None
 
     async def submit(

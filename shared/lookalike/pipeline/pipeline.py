@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +47,14 @@ class Pipeline:
         self._pack: ModelPack | None = None
         self._detector: FaceDetector | None = None
         self._embedder: Embedder | None = None
+        # Set by the embedded runner: true while the photo at hand is the only job of the process. Photos analysed
+        # then (and no other analysis running) use sessions with lone_threads threads (_sessions).
+        self.alone: Callable[[], bool] | None = None
+        self._wide: tuple[FaceDetector, Embedder] | None = None
+        self._wide_decided = False  # whether load() has looked at lone_threads since `alone` was set
+        self._cpu_only = True
+        self._active = 0
+        self._active_lock = threading.Lock()
 
     @property
     def pack(self) -> ModelPack:
@@ -61,31 +71,61 @@ class Pipeline:
     def loaded(self) -> bool:
         return self._detector is not None and self._embedder is not None
 
+    def lone_threads(self) -> int:
+        """Threads of the wide sessions; 1 (no wide sessions) on a GPU, with dynamic batching or without a runner
+        that can say when a photo is alone."""
+        s = self.settings
+        if self.alone is None or not self._cpu_only or s.batch_wait_ms > 0:
+            return 1
+        return s.lone_threads or os.cpu_count() or 1
+
     def load(self) -> tuple[FaceDetector, Embedder]:
-        if self._detector is None or self._embedder is None:
+        if self._detector is None or self._embedder is None or (self.alone is not None and not self._wide_decided):
             with self._lock:
+                s = self.settings
+                providers = choose_providers(s.providers)
+                self._cpu_only = providers == ["CPUExecutionProvider"]
                 if self._detector is None or self._embedder is None:
-                    s = self.settings
-                    pack = self.pack
-                    verify_pack(pack)
-                    providers = choose_providers(s.providers)
-                    embedder = FaceEmbedder(
-                        pack.embedder, providers=providers, threads=s.ort_threads, batch=s.embed_batch
-                    )
+                    verify_pack(self.pack)
+                    self._detector, embedder = self._build(providers, s.ort_threads)
                     self._embedder = (
                         EmbedBatcher(embedder, max_faces=s.embed_batch, wait_s=s.batch_wait_ms / 1000)
                         if s.batch_wait_ms > 0
                         else embedder
                     )
-                    self._detector = FaceDetector(
-                        pack.detector,
-                        providers=providers,
-                        threads=s.ort_threads,
-                        det_size=s.det_size,
-                        large_size=s.large_det_size,
-                        threshold=s.det_threshold,
-                    )
+                wide = self.lone_threads()
+                if self._wide is None and 1 <= s.ort_threads < wide:
+                    self._wide = self._build(providers, wide)
+                self._wide_decided = self.alone is not None
+        assert self._detector is not None and self._embedder is not None
         return self._detector, self._embedder
+
+    def _build(self, providers: list[str], threads: int) -> tuple[FaceDetector, FaceEmbedder]:
+        s, pack = self.settings, self.pack
+        detector = FaceDetector(
+            pack.detector,
+            providers=providers,
+            threads=threads,
+            det_size=s.det_size,
+            large_size=s.large_det_size,
+            threshold=s.det_threshold,
+        )
+        return detector, FaceEmbedder(pack.embedder, providers=providers, threads=threads, batch=s.embed_batch)
+
+    @contextmanager
+    def _sessions(self) -> Iterator[tuple[FaceDetector, Embedder]]:
+        """The sessions for the analysis at hand: the wide ones when it is the only one running and the runner
+        has nothing else queued (each worker's one thread under load; a 3rd thread on 2 cores would slow all)."""
+        narrow = self.load()
+        with self._active_lock:
+            self._active += 1
+            first = self._active == 1
+        try:
+            wide = self._wide if first and self._wide is not None and self.alone is not None and self.alone() else None
+            yield wide or narrow
+        finally:
+            with self._active_lock:
+                self._active -= 1
 
     def decode(self, data: bytes) -> DecodedImage:
         # Detection runs at det_size; twice that keeps enough pixels for small faces and for alignment.
@@ -131,7 +171,8 @@ class Pipeline:
         t = time.perf_counter()
         crops = [align(image.rgb, f.detection.landmarks * image.scale) for f in faces]
         t_align = time.perf_counter()
-        embeddings = self.load()[1].embed(crops)
+        with self._sessions() as (_, embedder):
+            embeddings = embedder.embed(crops)
         if timings is not None:
             timings["align"] = timings.get("align", 0.0) + (t_align - t) * 1000
             timings["embed"] = timings.get("embed", 0.0) + (time.perf_counter() - t_align) * 1000
@@ -139,15 +180,15 @@ class Pipeline:
 
     def analyze(self, image: DecodedImage, *, timings: dict[str, float] | None = None) -> list[AnalyzedFace]:
         """Detect, align and embed every face (at most max_faces, largest first)."""
-        detector, embedder = self.load()
-        t = time.perf_counter()
-        found = detector.detect(image.rgb)
-        found = sorted(found, key=lambda d: -d.width * d.height)[: self.settings.max_faces]
-        t_det = time.perf_counter()
-        crops = [align(image.rgb, d.landmarks) for d in found]
-        t_align = time.perf_counter()
-        embeddings = embedder.embed(crops)
-        t_embed = time.perf_counter()
+        with self._sessions() as (detector, embedder):
+            t = time.perf_counter()
+            found = detector.detect(image.rgb)
+            found = sorted(found, key=lambda d: -d.width * d.height)[: self.settings.max_faces]
+            t_det = time.perf_counter()
+            crops = [align(image.rgb, d.landmarks) for d in found]
+            t_align = time.perf_counter()
+            embeddings = embedder.embed(crops)
+            t_embed = time.perf_counter()
         if timings is not None:
             timings["detect"] = (t_det - t) * 1000
             timings["align"] = (t_align - t_det) * 1000
@@ -196,7 +237,8 @@ class Pipeline:
     def explain(self, face: AnalyzedFace, best: MemberScore, gallery: GalleryIndex) -> Explanation:
         """Which regions of the face raise its similarity to the best member (pipeline/explain.py)."""
         target = gallery.member_target(face.embedding, best.member.id)
-        heat = occlusion_heatmap(self.load()[1], face.crop, target)
+        with self._sessions() as (_, embedder):
+            heat = occlusion_heatmap(embedder, face.crop, target)
         # Similarity transforms commute with scaling, so the photo's own landmarks give its crop's transform.
         matrix = similarity_transform(face.detection.landmarks, ARCFACE_TEMPLATE)
         return Explanation(
