@@ -121,7 +121,8 @@ def main() -> None:
     args = parser.parse_args()
     members = members_of(args.faces, args.members)
     photos = [p for paths in members.values() for p in paths]
-    raw = raw_ceiling.measure([p.read_bytes() for p in photos], rounds=args.rounds)
+    data = [p.read_bytes() for p in photos]
+    raw = raw_ceiling.measure(data, rounds=args.rounds)
 
     ceiling = raw["ceiling"]["photos_per_s"]
     rows = [scrape_group(members), upload_per_member(members)]
@@ -130,7 +131,7 @@ def main() -> None:
         row["ceiling_photos_per_s"] = ceiling
         row["ratio"] = round(row["photos_per_s"] / ceiling, 3)
     workers = os.cpu_count() or 1
-    rounds = paired(members, [p.read_bytes() for p in photos], args.repeat, workers) if args.repeat else []
+    rounds = paired(members, data, args.repeat, workers) if args.repeat else []
     print(f"ingestion of {args.faces} vs raw ceiling\n")
     print(table(raw["setups"], ["setup", "photos_per_s", "p50_ms", "p95_ms"]))
     print()

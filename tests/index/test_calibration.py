@@ -16,10 +16,9 @@ from lookalike.index.calibration import (
     Calibration,
     _leave_one_out,
     calibrate,
-    member_top_k,
     resemblance_anchors,
 )
-from lookalike.index.scoring import member_scores
+from lookalike.index.scoring import member_scores, member_top_k
 
 DIM = 128
 Floats = npt.NDArray[np.float32]

@@ -35,3 +35,22 @@ def member_scores(sims: FloatArray, members: IntArray, *, k: int) -> tuple[IntAr
     best = order[starts]
     ranked = np.argsort(-scores, kind="stable")
     return ids[ranked], scores[ranked], best[ranked]
+
+
+def member_top_k(sims: FloatArray, members: IntArray, *, k: int) -> FloatArray:
+    """Each row's score for each member (np.unique order): the mean of the member's best k similarities in the
+    row (fewer where fewer), as member_scores gives one row; -inf where the row has none of the member's
+    (a similarity of -inf is a face left out). Summed best first in float64, as member_scores sums."""
+    ids, inverse = np.unique(members, return_inverse=True)
+    out = np.full((len(sims), len(ids)), -np.inf, dtype=np.float32)
+    for j in range(len(ids)):
+        block = sims[:, inverse == j]
+        if block.shape[1] > k:
+            block = np.partition(block, block.shape[1] - k, axis=1)[:, -k:]
+        best = -np.sort(-block, axis=1)
+        present = np.isfinite(best)
+        n = present.sum(axis=1)
+        totals = np.where(present, best, 0.0).astype(np.float64).cumsum(axis=1)
+        rows = n > 0
+        out[rows, j] = (totals[rows, n[rows] - 1] / n[rows]).astype(np.float32)
+    return out
