@@ -627,7 +627,9 @@ def _dummy_calibration() -> Calibration:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 8)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return calibrate(x, np.repeat(np.arange(10), 4).astype(np.int64), k=3, target_fmr=0.01)
+    return calibrate(
+        x, np.repeat(np.arange(10), 4).astype(np.int64), k=3, target_fmr=0.01, lookalike_quantile=0.5
+    ).calibration
 
 
 # --------------------------------------------------------------------------- report

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lookalike.config import Settings
+from lookalike.index.crowd import Crowd
 from lookalike.pipeline.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +33,14 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
 
 
 @pytest.fixture(scope="session")
+def crowd(pipeline: Pipeline) -> Crowd:
+    """The reference crowd embedded by the session's pipeline (340 faces: embedded once per run)."""
+    from lookalike.index.crowd import embed_crowd
+
+    return embed_crowd(pipeline.embed_crops)
+
+
+@pytest.fixture(scope="session")
 def demo_data_dir(tmp_path_factory: pytest.TempPathFactory, pipeline: Pipeline) -> Path:
     """A data dir with the demo gallery ingested and indexed. Tests that change data must copy it."""
     from lookalike.db.migrate import upgrade
@@ -42,7 +51,7 @@ def demo_data_dir(tmp_path_factory: pytest.TempPathFactory, pipeline: Pipeline) 
     settings = make_settings(data_dir)
     upgrade(settings.sqlalchemy_url)
     ingest_folder(settings, Pipeline(settings), DEMO, group_slug=DEMO_GROUP)
-    reindex_group(settings, DEMO_GROUP, model_pack="buffalo_s")
+    reindex_group(settings, DEMO_GROUP, model_pack="buffalo_s", embed=pipeline.embed_crops)
     return data_dir
 
 

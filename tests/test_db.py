@@ -234,7 +234,7 @@ def _ingest_index_diagnose(settings: Settings, sqlite_data_dir: Path) -> None:
         result = pipeline.diagnose((FACES / "probes" / member / "11.jpg").read_bytes(), galleries=registry.galleries())
         assert result.index_versions == {DEMO_GROUP: built.version_id}
         [face] = result.faces
-        assert face.verdict == "match", (member, face)
+        assert face.verdict == "same_person", (member, face)
         assert face.matches[0].slug == member
     stranger = pipeline.diagnose(
         (FACES / "strangers" / "meryl_streep" / "06.jpg").read_bytes(), galleries=registry.galleries(DEMO_GROUP)

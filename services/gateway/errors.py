@@ -33,7 +33,7 @@ def error_response(status: int, code: str, message: str, headers: Mapping[str, s
 def install(app: FastAPI) -> None:
     @app.exception_handler(LookalikeError)
     async def _lookalike(_: Request, exc: LookalikeError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -43,6 +43,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and str(exc.detail).startswith("Too many files"):
+            # More image parts than the route parses: the same answer as too many photos under the cap.
+            return error_response(413, "too_many_photos", f"too many photos ({exc.detail})")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = _allowed_methods(app, request.url.path, headers.get("Allow", ""))

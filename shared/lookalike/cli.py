@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lookalike.config import Settings, get_settings
-from lookalike.errors import LookalikeError
+from lookalike.errors import InvalidParameter, LookalikeError
 
 app = typer.Typer(help="Face-lookalike diagnosis: which gallery members does each face resemble?", no_args_is_help=True)
 models_app = typer.Typer(help="Model packs.", no_args_is_help=True)
@@ -177,29 +177,49 @@ def reindex(group: Annotated[str | None, typer.Option("--group", help="Only this
     from lookalike.db.engine import session_scope
     from lookalike.index.builder import reindex_group
     from lookalike.models.packs import resolve_pack
+    from lookalike.pipeline.pipeline import Pipeline
 
     settings = get_settings()
     pack = resolve_pack(settings.model_pack, model_root=settings.model_root, download=False).name
+    # Models load only if the pack's reference crowd has not been embedded yet.
+    embed = Pipeline(settings).embed_crops
     with session_scope(settings.sqlalchemy_url) as session:
         groups = [group] if group else [g.slug for g in repo.list_groups(session)]
     try:
         for slug in groups:
-            built = reindex_group(settings, slug, model_pack=pack)
+            built = reindex_group(settings, slug, model_pack=pack, embed=embed)
+            cal = built.calibration
             err.print(
                 f"group {slug}: version {built.version_id} active, {built.n_faces} faces of {built.n_members} "
-                f"members, threshold {built.threshold:.3f}"
+                f"members, same_person threshold {built.threshold:.3f} (90% interval {cal.get('threshold_interval')}), "
+                f"lookalike threshold {cal.get('lookalike_threshold')}"
             )
+            for pair in built.suspect_pairs:
+                err.print(
+                    f"  suspect: photo {pair['photo_id']} of {pair['member']} looks like {pair['other_member']}'s "
+                    f"photo {pair['other_photo_id']} ({pair['similarity']:.2f}): {pair['status']}"
+                )
     except LookalikeError as exc:
         fail(exc)
 
 
+VERDICT_WORDS = {
+    "same_person": "could be the member themself:",
+    "lookalike": "looks like",
+    "no_match": "resembles nobody closely; nearest is",
+}
+
+
 @app.command()
 def diagnose(
-    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    images: Annotated[
+        list[Path],
+        typer.Argument(exists=True, dir_okay=False, help="A photo, or several photos of one person (one answer)"),
+    ],
     group: Annotated[str | None, typer.Option("--group")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result JSON")] = False,
 ) -> None:
-    """Diagnose one photo against the served galleries."""
+    """Diagnose a photo (every face in it), or several photos of one person, against the served galleries."""
     from lookalike.db.migrate import upgrade
     from lookalike.runtime import build_context
 
@@ -207,7 +227,16 @@ def diagnose(
     upgrade(settings.sqlalchemy_url)
     ctx = build_context(settings)
     try:
-        result = ctx.pipeline.diagnose(image.read_bytes(), galleries=ctx.registry.galleries(group))
+        if len(images) > settings.max_photos:
+            raise InvalidParameter(
+                f"{len(images)} photos: at most {settings.max_photos} of one person", code="too_many_photos"
+            )
+        galleries = ctx.registry.galleries(group)
+        photos = [p.read_bytes() for p in images]
+        if len(photos) == 1:
+            result = ctx.pipeline.diagnose(photos[0], galleries=galleries)
+        else:
+            result = ctx.pipeline.diagnose_person(photos, galleries=galleries)
     except LookalikeError as exc:
         if as_json:
             print(json.dumps({"error": exc.to_dict()}))
@@ -218,8 +247,8 @@ def diagnose(
         return
     for n, face in enumerate(result.faces, 1):
         best = face.matches[0] if face.matches else None
-        verdict = "resembles" if face.verdict == "match" else "resembles nobody closely; nearest is"
-        line = f"face {n} at {[round(v) for v in face.box]}: {verdict}"
+        where = "the person" if face.boxes else f"face {n} at {[round(v) for v in face.box]}"
+        line = f"{where}: {face.verdict}, {VERDICT_WORDS[face.verdict]}"
         if best:
             line += f" {best.name} ({best.group}) {best.resemblance:.0f}% (cos {best.similarity:.3f})"
         print(line)
@@ -231,6 +260,12 @@ def diagnose(
 def evaluate(
     directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="DIR/<identity>/<photos>")],
     impostors: Annotated[int, typer.Option(help="Leave the last N identities out of the gallery")] = 0,
+    strangers: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True, file_okay=False, help="DIR2/<identity>/<photos>: every photo a stranger probe (repeatable)"
+        ),
+    ] = None,
     pairs: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="LFW pairs file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
@@ -250,7 +285,9 @@ def evaluate(
             if pairs is not None:
                 report = verification(settings, pipeline, directory, pairs, progress_total=start)
             else:
-                report = identification(settings, pipeline, directory, impostors=impostors, progress_total=start)
+                report = identification(
+                    settings, pipeline, directory, impostors=impostors, strangers=strangers or [], progress_total=start
+                )
         except LookalikeError as exc:
             fail(exc)
     if as_json:

@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # 128 bits written as hex: a shorter admin token makes every process refuse to start.
 MIN_ADMIN_TOKEN_CHARS = 32
+# POST /diagnose parses at most this many image parts, whatever max_photos says (the parser's own limit).
+MAX_PHOTOS_CAP = 10
 
 
 class Settings(BaseSettings):
@@ -64,8 +66,18 @@ class Settings(BaseSettings):
     top_members: int = 3
     # Per-member score: mean of the member's best k photo similarities.
     member_top_k: int = 3
-    # Share of strangers allowed to be called a match when calibrating the threshold.
+    # Share of strangers allowed to be called the same person as a member (the same_person threshold).
     target_fmr: float = 0.001
+    # The lookalike threshold: this quantile of the lookalike scores the gallery's members get against each other
+    # (0.5: a lookalike resembles a member more than half of the members resemble their closest other member).
+    # docs/matching.md has the measurements behind the default.
+    lookalike_quantile: float = 0.5
+    # POST /diagnose takes up to this many photos of one person (image parts), combined into one answer.
+    max_photos: int = Field(default=5, ge=1, le=MAX_PHOTOS_CAP)
+    # Photos of one person: each photo's main face must score at least this against the others' combined face
+    # (buffalo_s on ../shared/data/faces: 0.15 refused 0.0-0.2 % of same-person photos or pairs; it lets 2 % of
+    # other people through on Western faces, a quarter on East Asian faces of the same sex and age).
+    person_min_similarity: float = 0.15
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -5,21 +5,30 @@ The gateway turns every `LookalikeError` into `{"error": {"code", "message"}}`; 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LookalikeError(Exception):
     code = "error"
     status = 400
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int | None = None, photo: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        # Several photos of one person: which one (1-based, in the order sent) the error is about.
+        self.photo = photo
         if code is not None:
             self.code = code
         if status is not None:
             self.status = status
 
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.photo is not None:
+            out["photo"] = self.photo
+        return out
 
 
 class ImageError(LookalikeError):
@@ -58,6 +67,13 @@ class UploadTooLarge(LookalikeError):
 
 class NoFace(LookalikeError):
     code = "no_face"
+    status = 422
+
+
+class DifferentPeople(LookalikeError):
+    """Several photos sent as one person's, but one of them shows someone else."""
+
+    code = "different_people"
     status = 422
 
 

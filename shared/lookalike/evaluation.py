@@ -2,8 +2,12 @@
 
 Identification protocol: for every identity with at least 2 photos the last photo by file name is a probe and
 the rest form the gallery; identities with one photo, and with --impostors N the last N identities by name, stay
-out of the gallery and all their photos are impostor probes (right answer: no_match). The threshold is the one
-the system calibrates from the gallery alone. Verification protocol (--pairs): LFW's 10 folds.
+out of the gallery and all their photos are impostor probes; with --strangers DIR2, every photo of
+DIR2/<identity>/ is a stranger probe too. The thresholds are the ones the system calibrates from the gallery
+alone, and suspected label errors stay out of the gallery as they do in the service. Member probes should come
+back as their member (same_person); strangers measure how often the answers say same_person (the delivered false
+match rate) or lookalike, and how steady and fair their top members are (lookalike/stability.py).
+Verification protocol (--pairs): LFW's 10 folds.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from typing import Any
 import numpy as np
 
 from lookalike.config import Settings
-from lookalike.errors import ImageError, InvalidParameter, LookalikeError
+from lookalike.errors import DifferentPeople, ImageError, InvalidParameter, LookalikeError
 from lookalike.index.calibration import calibrate
+from lookalike.index.crowd import EMPTY, cached_crowd
 from lookalike.index.gallery import GalleryIndex, MemberInfo
 from lookalike.ingest.local import member_folders, photo_files
 from lookalike.pipeline.pipeline import Pipeline
 from lookalike.pipeline.types import FloatArray, main_face
+from lookalike.stability import count_bias, hub_share, pair_agreement, pair_agreement_2photo
 
 Progress = Callable[[int], None]
 
@@ -58,6 +64,8 @@ class Probe:
     path: Path
     identity: str
     is_member: bool
+    # Where it comes from: "gallery" (member probes and impostors of DIR) or a --strangers folder's name.
+    source: str = "gallery"
 
 
 def split(directory: Path, impostors: int) -> tuple[dict[str, list[Path]], list[Probe]]:
@@ -75,16 +83,44 @@ def split(directory: Path, impostors: int) -> tuple[dict[str, list[Path]], list[
     return gallery, probes
 
 
+def stranger_probes(directories: Sequence[Path]) -> list[Probe]:
+    """Every photo of DIR2/<identity>/ is a stranger probe, named by its folder (DIR2's name, made unique)."""
+    probes: list[Probe] = []
+    names: set[str] = set()
+    for directory in directories:
+        name = directory.name
+        while name in names or name == "gallery":
+            name += "'"
+        names.add(name)
+        for folder in member_folders(directory):
+            probes.extend(Probe(p, folder.name, is_member=False, source=name) for p in photo_files(folder))
+    return probes
+
+
+def _rate(hits: Sequence[bool]) -> float | None:
+    return round(sum(hits) / len(hits), 4) if hits else None
+
+
+def _verdict_rates(verdicts: Sequence[str]) -> dict[str, float | None]:
+    """Shares given at least that verdict (same_person counts as a lookalike too)."""
+    return {
+        "same_person_rate": _rate([v == "same_person" for v in verdicts]),
+        "lookalike_rate": _rate([v != "no_match" for v in verdicts]),
+    }
+
+
 def identification(
     settings: Settings,
     pipeline: Pipeline,
     directory: Path,
     *,
     impostors: int = 0,
+    strangers: Sequence[Path] = (),
     progress_total: Callable[[int], Progress] | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     gallery_paths, probes = split(directory, impostors)
+    probes += stranger_probes(strangers)
     names = sorted(gallery_paths)
     flat = [(i, p) for i, n in enumerate(names) for p in gallery_paths[n]]
     paths = [p for _, p in flat] + [p.path for p in probes]
@@ -102,55 +138,149 @@ def identification(
         )
     emb = np.stack([gallery_emb[k] for k in keep]).astype(np.float32)  # type: ignore[misc]
     member_ids = np.array([flat[k][0] for k in keep], dtype=np.int64)
-    calibration = calibrate(emb, member_ids, k=settings.member_top_k, target_fmr=settings.target_fmr)
+    crowd = cached_crowd(settings.model_root / "crowd", pipeline.pack_name, pipeline.embed_crops)
+    calibrated = calibrate(
+        emb,
+        member_ids,
+        k=settings.member_top_k,
+        target_fmr=settings.target_fmr,
+        lookalike_quantile=settings.lookalike_quantile,
+        crowd=crowd or EMPTY,
+    )
+    calibration = calibrated.calibration
+    # As the service does: suspected label errors stay out of the index (they wait for a reviewer there).
+    indexed = np.setdiff1d(np.arange(len(emb)), [s.face for s in calibrated.suspects])
     index = GalleryIndex.build(
         version_id=0,
         group="eval",
         model_pack=pipeline.pack_name,
-        embeddings=emb,
-        member_ids=member_ids,
-        photo_ids=np.arange(len(keep), dtype=np.int64),
+        embeddings=emb[indexed],
+        member_ids=member_ids[indexed],
+        photo_ids=indexed.astype(np.int64),
         members={i: MemberInfo(id=i, slug=n, name=n, group="eval") for i, n in enumerate(names)},
         calibration=calibration,
         member_top_k=settings.member_top_k,
+        crowd=calibrated.crowd,
     )
+
+    def rank_top(queries: FloatArray) -> list[list[int]]:
+        return [[s.member.id for s in scores] for scores in index.rank(queries, top=3)]
 
     found = [(p, e) for p, e in zip(probes, probe_emb, strict=True) if e is not None]
     ranked = index.rank(np.stack([e for _, e in found]), top=3) if found else []
-    counts: Counter[str] = Counter()
-    tops: dict[str, list[str]] = defaultdict(list)
-    for (probe, _), scores in zip(found, ranked, strict=True):
-        best = scores[0]
-        matched = best.similarity >= calibration.threshold
-        if probe.is_member:
-            counts["top1"] += best.member.slug == probe.identity
-            counts["top3"] += probe.identity in [s.member.slug for s in scores]
-            counts["tp"] += matched and best.member.slug == probe.identity
-        else:
-            counts["fp"] += matched
-            tops[probe.identity].append(best.member.slug)
+    verdicts = [calibration.verdict(r[0].similarity, r[0].lookalike) if r else "no_match" for r in ranked]
+    member_rows = [(p, r, v) for (p, _), r, v in zip(found, ranked, verdicts, strict=True) if p.is_member]
+    right = [bool(r) and r[0].member.slug == p.identity for p, r, _ in member_rows]
+    stranger_rows = [(p, e, r, v) for (p, e), r, v in zip(found, ranked, verdicts, strict=True) if not p.is_member]
+    impostor_verdicts = [v for p, _, _, v in stranger_rows if p.source == "gallery"]
     n_member = sum(p.is_member for p in probes)
-    n_impostor = len(probes) - n_member
-    stable = [Counter(v).most_common(1)[0][1] / len(v) for v in tops.values() if len(v) >= 3]
+    n_impostor = sum(not p.is_member and p.source == "gallery" for p in probes)
+
+    def member_rate(hits: Sequence[bool]) -> float | None:
+        return round(sum(hits) / n_member, 4) if n_member else None
+
+    tpir_same = member_rate([ok and v == "same_person" for ok, (_, _, v) in zip(right, member_rows, strict=True)])
+    stranger_sets: dict[str, Any] = {}
+    for source in dict.fromkeys(p.source for p in probes if p.source != "gallery"):
+        rows = [(p, v) for p, _, _, v in stranger_rows if p.source == source]
+        by_identity: dict[str, dict[str, int]] = defaultdict(lambda: {"photos": 0, "lookalike": 0, "same_person": 0})
+        for p, v in rows:
+            counts = by_identity[p.identity]
+            counts["photos"] += 1
+            counts["lookalike"] += v != "no_match"
+            counts["same_person"] += v == "same_person"
+        stranger_sets[source] = {
+            "photos": sum(p.source == source for p in probes),
+            "identities": len(by_identity),
+            "no_face": sum(p.source == source for p in probes) - len(rows),
+            **_verdict_rates([v for _, v in rows]),
+            "by_identity": dict(sorted(by_identity.items())),
+        }
+    dir_strangers = [v for p, _, _, v in stranger_rows if p.source != "gallery"]
+
+    tops = [[s.member.id for s in r] for _, _, r, _ in stranger_rows]
+    idents = [f"{p.source}/{p.identity}" for p, _, _, _ in stranger_rows]
+    stranger_emb: FloatArray = (
+        np.stack([e for _, e, _, _ in stranger_rows]) if stranger_rows else np.zeros((0, emb.shape[1]), np.float32)
+    )
+    agreement, agreement_top3 = pair_agreement(tops, idents)
+
+    def combine(photos: FloatArray) -> FloatArray | None:
+        try:
+            return pipeline.person_query(photos)
+        except DifferentPeople:
+            return None
+
+    agreement_2photo, refused = pair_agreement_2photo(stranger_emb, idents, combine=combine, rank_top=rank_top)
+    hub, hub_uniform = hub_share(tops, index.member_ids)
+    photo_counts = Counter(int(m) for m in index.member_ids)
+    stable = [
+        Counter(t[0] for t in group).most_common(1)[0][1] / len(group)
+        for group in _by_identity(tops, idents).values()
+        if len(group) >= 3
+    ]
     return {
         "probes": len(probes),
         "member_probes": n_member,
         "impostor_probes": n_impostor,
+        "stranger_probes": len(probes) - n_member - n_impostor,
         "no_face": len(probes) - len(found),
         "gallery_identities": len(names),
         "gallery_faces": len(keep),
         "gallery_no_face": len(flat) - len(keep),
-        "top1": round(counts["top1"] / n_member, 4) if n_member else None,
-        "top3": round(counts["top3"] / n_member, 4) if n_member else None,
-        "tpir": round(counts["tp"] / n_member, 4) if n_member else None,
-        "fpir": round(counts["fp"] / n_impostor, 4) if n_impostor else None,
+        "top1": member_rate(right),
+        "top3": member_rate([any(s.member.slug == p.identity for s in r) for p, r, _ in member_rows]),
+        "tpir": tpir_same,
+        "tpir_same_person": tpir_same,
+        "tpir_lookalike": member_rate(
+            [ok and v != "no_match" for ok, (_, _, v) in zip(right, member_rows, strict=True)]
+        ),
+        "fpir": _rate([v == "same_person" for v in impostor_verdicts]),
+        "stranger_fpir": _rate([v == "same_person" for v in dir_strangers]),
+        "target_fmr": settings.target_fmr,
+        **_verdict_rates([v for _, _, _, v in stranger_rows]),
+        "strangers": stranger_sets,
         "threshold": calibration.threshold,
+        "threshold_interval": calibration.threshold_interval,
+        "impostor_scores": calibration.n_impostor,
+        "lookalike_threshold": calibration.lookalike_threshold,
+        "lookalike_interval": calibration.lookalike_interval,
+        "lookalike_quantile": calibration.lookalike_quantile,
+        "suspect_pairs": [
+            {
+                "photo": str(flat[keep[s.face]][1]),
+                "member": names[s.member],
+                "other_photo": str(flat[keep[s.other_face]][1]),
+                "other_member": names[s.other_member],
+                "similarity": s.similarity,
+                "score": s.score,
+                "own": s.own,
+                "kind": s.kind,
+            }
+            for s in calibrated.suspects
+        ],
+        "pair_agreement": agreement,
+        "pair_agreement_top3": agreement_top3,
+        "pair_agreement_2photo": agreement_2photo,
+        "pair_2photo_refused": refused,
+        "hub_share": hub,
+        "hub_share_uniform": hub_uniform,
+        "count_bias": count_bias(tops, index.member_ids, dict(photo_counts)),
         "stability": round(float(np.mean(stable)), 4) if stable else None,
         "stability_identities": len(stable),
         "calibration": {"impostor": calibration.impostor, "genuine": calibration.genuine},
+        "crowd_people": calibration.crowd.get("people"),
         "model_pack": pipeline.pack_name,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _by_identity(tops: Sequence[list[int]], identities: Sequence[str]) -> dict[str, list[list[int]]]:
+    out: dict[str, list[list[int]]] = defaultdict(list)
+    for top, who in zip(tops, identities, strict=True):
+        if top:
+            out[who].append(top)
+    return out
 
 
 def read_pairs(pairs_file: Path, directory: Path) -> tuple[int, list[tuple[Path, Path, bool]]]:

@@ -16,13 +16,24 @@ def _utc(value: datetime) -> datetime:
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
 
 
+Verdict = Literal["same_person", "lookalike", "no_match"]
+
+
 class MemberMatch(BaseModel):
     member_id: int
     slug: str
     name: str
     group: str
     similarity: float = Field(description="Cosine similarity of the face to the member (mean of best photos)")
-    resemblance: float = Field(description="Calibrated resemblance in %, 50 at the match threshold")
+    score: float = Field(
+        description="The similarity on the gallery's pooled scale: how far above the scores strangers usually get "
+        "against this member (members with many photos or a common face draw high ones anyway); members are "
+        "ranked by it"
+    )
+    lookalike_score: float = Field(
+        description="score minus the face's score against its closest person of the reference crowd"
+    )
+    resemblance: float = Field(description="Calibrated resemblance in %: 50 at the lookalike threshold")
     closest_photo_id: int
     photo_url: str
 
@@ -43,16 +54,25 @@ class Explanation(BaseModel):
     )
 
 
+class Thresholds(BaseModel):
+    same_person: float = Field(description="similarity the best member must reach for same_person")
+    lookalike: float = Field(description="lookalike_score the best member must reach for lookalike")
+
+
 class FaceResult(BaseModel):
     box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the uploaded photo, EXIF-upright")
+    boxes: list[list[float]] | None = Field(
+        default=None,
+        description="several photos of one person: the box of the main face in each photo, in the order sent",
+    )
     det_score: float
     landmarks: list[list[float]]
-    verdict: Literal["match", "no_match"]
-    threshold: float | None = Field(description="Threshold of the group of the best member")
-    margin: float | None = Field(description="Similarity of the best member minus the runner-up's")
-    same_person_likely: bool = Field(
-        description="Similarity in the gallery's same-person range: maybe the member themself"
+    verdict: Verdict = Field(
+        description="same_person: so close it could be the member; lookalike: resembles the member more than the "
+        "gallery's own members resemble each other (a calibrated share of them); no_match: resembles nobody"
     )
+    thresholds: Thresholds | None = Field(description="The calibrated thresholds of the best member's group")
+    margin: float | None = Field(description="Score of the best member minus the runner-up's")
     warnings: list[str] = Field(
         default_factory=list,
         description="hard to judge: small_face (few pixels), blurred, turned (far from frontal)",
@@ -69,7 +89,8 @@ class ImageInfo(BaseModel):
 
 class DiagnoseResult(BaseModel):
     faces: list[FaceResult]
-    image: ImageInfo
+    image: ImageInfo = Field(description="the photo (the first one, when several were sent)")
+    images: list[ImageInfo] | None = Field(default=None, description="several photos of one person: each of them")
     model_pack: str
     index_versions: dict[str, int]
     timings_ms: dict[str, float]
@@ -78,6 +99,7 @@ class DiagnoseResult(BaseModel):
 class ErrorBody(BaseModel):
     code: str
     message: str
+    photo: int | None = Field(default=None, description="several photos sent: the one (1-based) the error is about")
 
 
 class ErrorResponse(BaseModel):

@@ -14,7 +14,7 @@ import pytest
 
 from lookalike.index import ann, store
 from lookalike.index import gallery as gallery_module
-from lookalike.index.calibration import calibrate
+from lookalike.index.calibration import Calibration, calibrate
 from lookalike.index.gallery import GalleryIndex, MemberInfo, MemberScore
 from lookalike.index.scoring import member_scores
 
@@ -42,6 +42,10 @@ def clustered(seed: int = 0) -> tuple[Floats, Ints, Ints, Floats]:
     return emb, member_ids, photo_ids, centres
 
 
+def calibration_of(emb: Floats, member_ids: Ints) -> Calibration:
+    return calibrate(emb[:400], member_ids[:400], k=3, target_fmr=0.01, lookalike_quantile=0.5).calibration
+
+
 def build(
     emb: Floats, member_ids: Ints, photo_ids: Ints, *, approx_from: int = APPROX_FROM, approx: ann.Kind = "hnsw"
 ) -> GalleryIndex:
@@ -54,7 +58,7 @@ def build(
         member_ids=member_ids,
         photo_ids=photo_ids,
         members=members,
-        calibration=calibrate(emb[:400], member_ids[:400], k=3, target_fmr=0.01),
+        calibration=calibration_of(emb, member_ids),
         member_top_k=3,
         approx_from=approx_from,
         approx=approx,
@@ -62,18 +66,26 @@ def build(
 
 
 def exact(emb: Floats, member_ids: Ints, photo_ids: Ints, query: Floats, top: int) -> list[tuple[int, float, int]]:
-    """(member, mean of their best 3 similarities, best photo id), best first, over every photo, directly."""
+    """(member, mean of their best 3 similarities, best photo id), best score first (the similarity on the pooled
+    scale of the calibration every test gallery here shares), over every photo, directly."""
+    norm = NORM
     sims = emb @ query
     rows = []
     for m in np.unique(member_ids):
         idx = np.flatnonzero(member_ids == m)
         ranked = idx[np.argsort(-sims[idx], kind="stable")]
-        rows.append((int(m), float(sims[ranked[:3]].mean()), int(photo_ids[ranked[0]])))
-    return sorted(rows, key=lambda r: -r[1])[:top]
+        similarity = float(sims[ranked[:3]].mean())
+        score = float(norm.apply(np.array([m], np.int64), np.array([similarity], np.float32))[0])
+        rows.append((int(m), similarity, int(photo_ids[ranked[0]]), score))
+    return [(m, sim, photo) for m, sim, photo, _ in sorted(rows, key=lambda r: -r[3])[:top]]
 
 
 def summary(row: list[MemberScore]) -> list[tuple[int, float, int]]:
     return [(s.member.id, s.similarity, s.closest_photo_id) for s in row]
+
+
+# The member scale every gallery built from clustered() has (members of its first 400 faces; the rest keep raw).
+NORM = calibration_of(*clustered()[:2]).norm()
 
 
 @pytest.fixture(scope="module")

@@ -1,24 +1,25 @@
-"""calibrate(): the leave-one-member-out threshold and the resemblance mapping, on synthetic clustered embeddings."""
+"""calibrate(): the two thresholds and the resemblance map, on synthetic clustered embeddings (real ones:
+test_calibration_real.py)."""
 
 from __future__ import annotations
 
 import itertools
 import json
-from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from lookalike.index import calibration as calibration_module
+from lookalike.index import loo as loo_module
 from lookalike.index.calibration import (
     FALLBACK_THRESHOLD,
     Calibration,
-    _leave_one_out,
     calibrate,
     resemblance_anchors,
 )
+from lookalike.index.loo import impostor_moments, leave_one_out
 from lookalike.index.scoring import member_scores, member_top_k
+from lookalike.index.tail import gumbel_fit, gumbel_quantile
 
 DIM = 128
 Floats = npt.NDArray[np.float32]
@@ -62,6 +63,10 @@ def best_scores(emb: Floats, members: Ints, k: int) -> tuple[list[float], list[f
     return impostor, genuine
 
 
+def cal(emb: Floats, members: Ints, *, target_fmr: float = 0.001, quantile: float = 0.4) -> Calibration:
+    return calibrate(emb, members, k=3, target_fmr=target_fmr, lookalike_quantile=quantile).calibration
+
+
 @pytest.fixture(scope="module")
 def gallery() -> tuple[Floats, Ints]:
     return clustered(12, 6, spread=1.0, seed=1)
@@ -70,7 +75,7 @@ def gallery() -> tuple[Floats, Ints]:
 @pytest.fixture(scope="module")
 def calibration(gallery: tuple[Floats, Ints]) -> Calibration:
     emb, members = gallery
-    return calibrate(emb, members, k=3, target_fmr=0.001)
+    return cal(emb, members)
 
 
 def test_threshold_separates_what_it_saw(gallery: tuple[Floats, Ints], calibration: Calibration) -> None:
@@ -78,6 +83,7 @@ def test_threshold_separates_what_it_saw(gallery: tuple[Floats, Ints], calibrati
     impostor, genuine = best_scores(emb, members, k=3)
     assert calibration.n_impostor == len(impostor) == len(emb)
     assert calibration.n_genuine == len(genuine) == len(emb)
+    assert calibration.n_suspects == 0
     assert calibration.threshold >= max(impostor)
     assert calibration.threshold < float(np.median(genuine))
     assert calibration.impostor["p50"] == pytest.approx(float(np.median(impostor)), abs=1e-3)
@@ -85,11 +91,28 @@ def test_threshold_separates_what_it_saw(gallery: tuple[Floats, Ints], calibrati
     assert set(calibration.impostor) == {"p1", "p5", "p25", "p50", "p75", "p95", "p99"}
 
 
-def test_new_photos_of_members_match_and_strangers_rarely(calibration: Calibration) -> None:
-    """Fresh photos drawn around the same member centres match; people from other centres (almost) never do.
+def test_threshold_is_the_fitted_tail_of_the_impostor_bulk(
+    gallery: tuple[Floats, Ints], calibration: Calibration
+) -> None:
+    emb, members = gallery
+    impostor = np.asarray(best_scores(emb, members, k=3)[0], np.float32)
+    fitted = gumbel_quantile(*gumbel_fit(impostor), 0.999)
+    assert calibration.threshold == pytest.approx(max(fitted, float(impostor.max())), abs=1e-4)
+    assert calibration.tail["location"] == pytest.approx(gumbel_fit(impostor)[0], abs=1e-5)
 
-    "Almost": the threshold is a 1-in-1000 tail estimated from 72 impostor scores, so on fresh strangers the
-    realised rate is above target_fmr (about 0.2% for this gallery); the check allows a few percent."""
+
+def test_interval_brackets_the_threshold(calibration: Calibration) -> None:
+    low, high = calibration.threshold_interval
+    assert low <= calibration.threshold <= high
+    assert high - low < 0.2
+    low, high = calibration.lookalike_interval
+    assert calibration.lookalike_threshold is not None
+    assert low <= calibration.lookalike_threshold <= high
+
+
+def test_new_photos_of_members_match_and_strangers_rarely(calibration: Calibration) -> None:
+    """Fresh photos drawn around the same member centres are the same person; people from other centres (almost)
+    never are. "Almost": a 1-in-1000 tail estimated from 72 impostor scores; the check allows a few percent."""
     emb, members = clustered(12, 9, spread=1.0, seed=1)  # same seed: same centres, 3 more photos each
     keep = np.concatenate([np.arange(m * 9, m * 9 + 6) for m in range(12)])
     fresh = np.concatenate([np.arange(m * 9 + 6, m * 9 + 9) for m in range(12)])
@@ -108,32 +131,52 @@ def test_new_photos_of_members_match_and_strangers_rarely(calibration: Calibrati
     assert np.median(stranger_scores) < calibration.threshold - 0.1
 
 
+def test_lookalike_threshold_is_the_quantile_of_the_members_against_each_other(
+    gallery: tuple[Floats, Ints],
+) -> None:
+    """No crowd: the lookalike threshold is the asked quantile of the members' best other-member scores on the
+    gallery's pooled scale, below the same-person threshold."""
+    emb, members = gallery
+    impostor = np.asarray(best_scores(emb, members, k=3)[0])
+    for quantile in (0.2, 0.5, 0.8):
+        c = cal(emb, members, quantile=quantile)
+        assert c.lookalike_quantile == quantile
+        assert c.lookalike_threshold is not None
+        assert c.lookalike_threshold < c.threshold
+        # Same-size members drawn alike: the pooled scale is close to the raw one.
+        assert c.lookalike_threshold == pytest.approx(float(np.quantile(impostor, quantile)), abs=0.02)
+    low, high = cal(emb, members, quantile=0.2), cal(emb, members, quantile=0.8)
+    assert low.lookalike_cut < high.lookalike_cut
+
+
+def test_verdicts(calibration: Calibration) -> None:
+    t, look = calibration.threshold, calibration.lookalike_cut
+    assert calibration.verdict(t, -1.0) == "same_person"
+    assert calibration.verdict(t - 0.01, look) == "lookalike"
+    assert calibration.verdict(t - 0.01, look - 0.01) == "no_match"
+
+
 def test_resemblance_is_monotone_and_bounded(calibration: Calibration) -> None:
+    """A map of the lookalike score: 50 % at the lookalike threshold, 25 % at the gallery's 5th percentile."""
+    look = calibration.lookalike_cut
     grid = np.linspace(-1.0, 1.0, 401)
     values = [calibration.resemblance(float(x)) for x in grid]
     assert all(0.0 <= v <= 100.0 for v in values)
     assert all(b >= a for a, b in itertools.pairwise(values))
-    assert calibration.resemblance(calibration.threshold) == 50.0
-    assert (
-        calibration.resemblance(calibration.threshold + 0.02)
-        > 50.0
-        > calibration.resemblance(calibration.threshold - 0.02)
-    )
-    assert calibration.resemblance(-0.5) == 0.0
-    assert calibration.resemblance(0.0) == 0.0
+    assert calibration.resemblance(look) == 50.0
+    assert calibration.resemblance(look + 0.02) > 50.0 > calibration.resemblance(look - 0.02)
+    assert calibration.resemblance(-1.0) == 0.0
+    assert calibration.resemblance(calibration.lookalike["p5"] - 0.31) == 0.0
     assert calibration.resemblance(1.0) == 100.0
-    assert calibration.resemblance(calibration.genuine["p50"]) == pytest.approx(90.0, abs=0.5)
-    assert calibration.resemblance(calibration.impostor["p50"]) == pytest.approx(25.0, abs=0.5)
+    assert calibration.resemblance(calibration.lookalike["p5"]) == pytest.approx(25.0, abs=0.5)
 
 
 @pytest.mark.parametrize(
-    ("threshold", "impostor_median", "genuine_median"),
+    ("threshold", "low", "genuine_median"),
     [(0.4, 0.2, 0.6), (0.4, 0.45, 0.3), (0.3, -0.2, 0.99), (0.05, 0.0, 0.02), (0.9, 0.95, 0.97)],
 )
-def test_anchors_stay_increasing_on_odd_galleries(
-    threshold: float, impostor_median: float, genuine_median: float
-) -> None:
-    anchors = resemblance_anchors(threshold, impostor_median, genuine_median)
+def test_anchors_stay_increasing_on_odd_galleries(threshold: float, low: float, genuine_median: float) -> None:
+    anchors = resemblance_anchors(threshold, low, genuine_median)
     xs = [a[0] for a in anchors]
     ys = [a[1] for a in anchors]
     assert all(b >= a for a, b in itertools.pairwise(xs))
@@ -146,66 +189,88 @@ def test_dict_roundtrip_through_json(calibration: Calibration) -> None:
     data = calibration.to_dict()
     again = Calibration.from_dict(json.loads(json.dumps(data)))  # as the index manifest stores it
     assert again == calibration
-    assert again.resemblance(0.33) == calibration.resemblance(0.33)
+    assert again.resemblance(0.03) == calibration.resemblance(0.03)
     assert Calibration.from_dict(data) == calibration
+    np.testing.assert_array_equal(again.norm().mean, calibration.norm().mean)
+
+
+def test_a_version_from_before_the_three_verdicts_answers_as_it_did() -> None:
+    """Its stored calibration has one threshold and anchors on the similarity: no member scale, no crowd, and the
+    lookalike cut is that threshold, so the verdict is same_person above it and no_match below, as before."""
+    old = Calibration.from_dict(
+        {
+            "threshold": 0.36,
+            "target_fmr": 0.001,
+            "impostor": {"p50": 0.2},
+            "genuine": {"p50": 0.6},
+            "n_impostor": 25,
+            "n_genuine": 25,
+            "anchors": [[-1.0, 0.0], [0.0, 0.0], [0.2, 25.0], [0.36, 50.0], [0.6, 90.0], [1.0, 100.0]],
+        }
+    )
+    assert old.lookalike_cut == 0.36
+    assert old.verdict(0.37, 0.37) == "same_person"
+    assert old.verdict(0.35, 0.35) == "no_match"
+    assert old.norm().apply(np.array([1, 2]), np.array([0.5, 0.3], np.float32)).tolist() == pytest.approx([0.5, 0.3])
+    assert old.resemblance(0.36) == 50.0
 
 
 def test_one_member_falls_back() -> None:
     emb, members = clustered(1, 5, spread=1.0, seed=4)
-    cal = calibrate(emb, members, k=3, target_fmr=0.001)
-    assert cal.threshold == FALLBACK_THRESHOLD
-    assert cal.n_impostor == 0 and cal.impostor == {}
-    assert cal.n_genuine == 5
-    assert cal.resemblance(FALLBACK_THRESHOLD) == 50.0
+    c = cal(emb, members)
+    assert c.threshold == FALLBACK_THRESHOLD
+    assert c.n_impostor == 0 and c.impostor == {}
+    assert c.n_genuine == 5
+    assert c.lookalike_cut == FALLBACK_THRESHOLD
+    assert c.resemblance(FALLBACK_THRESHOLD) == 50.0
 
 
 def test_no_photos_falls_back() -> None:
-    cal = calibrate(np.zeros((0, DIM), np.float32), np.zeros(0, np.int64), k=3, target_fmr=0.001)
-    assert cal.threshold == FALLBACK_THRESHOLD
-    assert cal.n_impostor == cal.n_genuine == 0
-    values = [cal.resemblance(x) for x in np.linspace(-1, 1, 101)]
+    c = cal(np.zeros((0, DIM), np.float32), np.zeros(0, np.int64))
+    assert c.threshold == FALLBACK_THRESHOLD
+    assert c.n_impostor == c.n_genuine == 0
+    values = [c.resemblance(x) for x in np.linspace(-1, 1, 101)]
     assert all(b >= a for a, b in itertools.pairwise(values))
 
 
 def test_single_photo_members_give_impostor_scores_only() -> None:
     emb, members = clustered(4, 1, spread=1.0, seed=5)
-    cal = calibrate(emb, members, k=3, target_fmr=0.001)
-    assert cal.n_genuine == 0 and cal.genuine == {}
-    assert cal.n_impostor == 4
+    c = cal(emb, members)
+    assert c.n_genuine == 0 and c.genuine == {}
+    assert c.n_impostor == 4
     impostor, _ = best_scores(emb, members, k=3)
-    assert cal.threshold >= max(impostor)
+    assert c.threshold >= max(impostor)
 
 
 def test_small_gallery_extrapolates_the_impostor_tail() -> None:
-    """3 members x 3 photos = 9 impostor scores: too few to see a 1-in-1000 tail, so the normal fit decides."""
+    """3 members x 3 photos = 9 impostor scores: too few to see a 1-in-1000 tail, so the fitted law decides, and
+    it is never below the highest score seen."""
     emb, members = clustered(3, 3, spread=1.0, seed=6)
-    impostor, _ = best_scores(emb, members, k=3)
-    cal = calibrate(emb, members, k=3, target_fmr=0.001)
-    imp = np.asarray(impostor)
-    fitted = float(imp.mean() + NormalDist().inv_cdf(0.999) * imp.std())
+    imp = np.asarray(best_scores(emb, members, k=3)[0], np.float32)
+    c = cal(emb, members)
+    fitted = gumbel_quantile(*gumbel_fit(imp), 0.999)
     assert fitted > imp.max()
-    assert cal.threshold >= imp.max()
-    assert cal.threshold == pytest.approx(fitted, abs=1e-3)
+    assert c.threshold == pytest.approx(fitted, abs=1e-3)
 
 
 def test_large_gallery_keeps_its_false_match_rate() -> None:
     """Enough impostor scores to see the tail: at most target_fmr of them reach the threshold."""
     emb, members = clustered(60, 10, spread=1.2, seed=8)
     target = 0.02
-    cal = calibrate(emb, members, k=3, target_fmr=target)
-    impostor, _ = best_scores(emb, members, k=3)
-    imp = np.asarray(impostor)
-    assert cal.n_impostor == len(imp) == 600
-    assert np.mean(imp >= cal.threshold) <= target
-    assert cal.threshold >= float(np.quantile(imp, 1 - target, method="higher"))
+    c = cal(emb, members, target_fmr=target)
+    imp = np.asarray(best_scores(emb, members, k=3)[0])
+    assert c.n_impostor == len(imp) == 600
+    assert np.mean(imp >= c.threshold) <= target
+    assert c.threshold >= float(np.quantile(imp, 1 - target, method="higher"))
 
 
 def test_member_order_and_ids_do_not_matter(gallery: tuple[Floats, Ints], calibration: Calibration) -> None:
     emb, members = gallery
     order = np.random.default_rng(0).permutation(len(emb))
     relabelled = (members[order] * 13 + 5).astype(np.int64)
-    again = calibrate(emb[order], relabelled, k=3, target_fmr=0.001)
+    again = cal(emb[order], relabelled)
     assert again.threshold == pytest.approx(calibration.threshold, abs=1e-4)
+    assert again.lookalike_cut == pytest.approx(calibration.lookalike_cut, abs=1e-4)
     assert again.n_impostor == calibration.n_impostor and again.n_genuine == calibration.n_genuine
 
 
@@ -215,12 +280,30 @@ def test_leave_one_out_matches_the_per_face_reference(photos: list[int], monkeyp
     scored at once or a few at a time (the memory bound)."""
     emb, members = clustered(len(photos), photos, spread=1.0, seed=11)
     impostor, genuine = best_scores(emb, members, k=3)
-    whole = _leave_one_out(emb, members, 3)
-    monkeypatch.setattr(calibration_module, "_CELLS", 3 * len(emb))  # 3 rows per block
-    chunked = _leave_one_out(emb, members, 3)
+    whole = leave_one_out(emb, members, k=3)
+    monkeypatch.setattr(loo_module, "_CELLS", 3 * len(emb))  # 3 rows per block
+    chunked = leave_one_out(emb, members, k=3)
     for got in (whole, chunked):
-        np.testing.assert_allclose(got[0], genuine, atol=1e-6)
-        np.testing.assert_allclose(got[1], impostor, atol=1e-6)
+        np.testing.assert_allclose(got.genuine, genuine, atol=1e-6)
+        np.testing.assert_allclose(got.impostor, impostor, atol=1e-6)
+
+
+def test_impostor_moments_are_each_members_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    emb, members = clustered(5, [2, 3, 4, 1, 6], spread=1.0, seed=13)
+    sims = emb @ emb.T
+    np.fill_diagonal(sims, -np.inf)
+    table = member_top_k(sims, members, k=3).astype(np.float64)
+    ids = np.unique(members)
+    monkeypatch.setattr(loo_module, "_CELLS", 2 * len(emb))
+    moments = impostor_moments(emb, members, k=3)
+    pooled = []
+    for j, m in enumerate(ids):
+        column = table[members != m, j]
+        pooled.extend(column)
+        assert moments.mean[j] == pytest.approx(column.mean(), abs=1e-5)
+        assert moments.std[j] == pytest.approx(column.std(), abs=1e-5)
+    assert moments.pooled_mean == pytest.approx(float(np.mean(pooled)), abs=1e-5)
+    assert moments.pooled_std == pytest.approx(float(np.std(pooled)), abs=1e-5)
 
 
 def test_member_top_k_is_member_scores_row_by_row() -> None:

@@ -35,7 +35,7 @@ def make_gallery(
     member_ids = np.repeat(np.arange(1, n_members + 1) * 10, photos).astype(np.int64)
     photo_ids = (1000 + rng.permutation(n_members * photos)).astype(np.int64)
     members = {int(m): MemberInfo(id=int(m), slug=f"m{m}", name=f"Member {m}", group="grp") for m in set(member_ids)}
-    cal = calibrate(emb, member_ids, k=3, target_fmr=0.001)
+    cal = calibrate(emb, member_ids, k=3, target_fmr=0.001, lookalike_quantile=0.5).calibration
     g = GalleryIndex.build(
         version_id=version_id,
         group="grp",
@@ -50,15 +50,21 @@ def make_gallery(
     return g, emb, centres
 
 
-def expected_ranking(g: GalleryIndex, emb: Floats, query: Floats) -> list[tuple[int, float, int]]:
-    """(member id, top-3 mean, photo id of the best photo), best first, computed directly."""
+def expected_ranking(g: GalleryIndex, emb: Floats, query: Floats) -> list[tuple[int, float, float, int]]:
+    """(member id, top-3 mean, that on the pooled scale, photo id of the best photo), best score first, computed
+    directly from the calibration's member statistics."""
     sims = emb @ query
+    stats = g.calibration.member_norm
+    pooled_mean, pooled_std = g.calibration.pooled
     rows = []
     for m in sorted(g.members):
         idx = np.flatnonzero(g.member_ids == m)
         ranked = idx[np.argsort(-sims[idx])]
-        rows.append((m, float(sims[ranked[:3]].mean()), int(g.photo_ids[ranked[0]])))
-    return sorted(rows, key=lambda r: -r[1])
+        similarity = float(sims[ranked[:3]].mean())
+        mean, std = stats[str(m)]
+        score = pooled_mean + pooled_std * (similarity - mean) / std
+        rows.append((m, similarity, score, int(g.photo_ids[ranked[0]])))
+    return sorted(rows, key=lambda r: -r[2])
 
 
 def summary(result: list[list[MemberScore]]) -> list[list[tuple[int, float, float, int]]]:
@@ -97,10 +103,12 @@ def test_rank_matches_a_direct_computation(built: tuple[GalleryIndex, Floats, Fl
     for row, q in zip(result, queries, strict=True):
         expected = expected_ranking(g, emb, q)
         assert [s.member.id for s in row] == [e[0] for e in expected]
-        for s, (_, sim, photo) in zip(row, expected, strict=True):
+        for s, (_, sim, score, photo) in zip(row, expected, strict=True):
             assert s.similarity == pytest.approx(sim, abs=1e-4)
+            assert s.score == pytest.approx(score, abs=1e-4)
+            assert s.lookalike == s.score  # no crowd in this gallery
             assert s.closest_photo_id == photo
-            assert s.resemblance == pytest.approx(g.calibration.resemblance(sim), abs=0.1)
+            assert s.resemblance == pytest.approx(g.calibration.resemblance(score), abs=0.1)
             assert s.member is g.members[s.member.id]
 
 
@@ -111,14 +119,18 @@ def test_rank_puts_the_own_member_first(built: tuple[GalleryIndex, Floats, Float
         assert len(row) == 3
         assert row[0].member.id == (i + 1) * 10
         assert row[0].similarity >= g.threshold
-        assert [s.similarity for s in row] == sorted((s.similarity for s in row), reverse=True)
+        assert [s.score for s in row] == sorted((s.score for s in row), reverse=True)
+        assert [s.resemblance for s in row] == sorted((s.resemblance for s in row), reverse=True)
         assert len({s.member.id for s in row}) == 3  # one entry per member, never a member twice
 
 
 def test_strangers_score_below_threshold(built: tuple[GalleryIndex, Floats, Floats], queries: Floats) -> None:
     g, _, _ = built
     for row in g.rank(queries[6:], top=1):
-        assert row[0].similarity < g.threshold and row[0].resemblance < 50.0
+        # Random directions resemble these random members as much as the members resemble each other: never the
+        # same person, and on either side of the lookalike threshold.
+        assert row[0].similarity < g.threshold
+        assert g.calibration.verdict(row[0].similarity, row[0].lookalike) != "same_person"
 
 
 def test_closest_photo_is_the_photo_itself(built: tuple[GalleryIndex, Floats, Floats]) -> None:
@@ -136,7 +148,9 @@ def test_top_larger_than_the_gallery_and_empty_queries(built: tuple[GalleryIndex
 
 
 def test_empty_gallery_ranks_nobody() -> None:
-    cal = calibrate(np.zeros((0, DIM), np.float32), np.zeros(0, np.int64), k=3, target_fmr=0.001)
+    cal = calibrate(
+        np.zeros((0, DIM), np.float32), np.zeros(0, np.int64), k=3, target_fmr=0.001, lookalike_quantile=0.5
+    ).calibration
     g = GalleryIndex.build(
         version_id=1,
         group="grp",
@@ -189,7 +203,9 @@ def test_files_and_no_leftovers(tmp_path: Path, built: tuple[GalleryIndex, Float
 
     g, _, _ = built
     directory, digest = store.save(tmp_path, g)
-    assert sorted(p.name for p in directory.iterdir()) == sorted([store.MANIFEST, store.INDEX_FILE, store.LABELS_FILE])
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        [store.MANIFEST, store.INDEX_FILE, store.LABELS_FILE, store.CROWD_FILE]
+    )
     assert not list(tmp_path.rglob("*.tmp"))
     manifest_bytes = (directory / store.MANIFEST).read_bytes()
     assert hashlib.sha256(manifest_bytes).hexdigest() == digest
@@ -198,7 +214,7 @@ def test_files_and_no_leftovers(tmp_path: Path, built: tuple[GalleryIndex, Float
         assert hashlib.sha256((directory / name).read_bytes()).hexdigest() == sha
     assert manifest["n_faces"] == 30 and manifest["group"] == "grp" and manifest["version_id"] == 7
     mtimes = {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
-    assert mtimes[store.MANIFEST] >= max(mtimes[store.INDEX_FILE], mtimes[store.LABELS_FILE])
+    assert mtimes[store.MANIFEST] >= max(mtimes[store.INDEX_FILE], mtimes[store.LABELS_FILE], mtimes[store.CROWD_FILE])
 
 
 def test_manifest_is_written_last(
@@ -218,7 +234,7 @@ def test_manifest_is_written_last(
     store.save(tmp_path, g)
     names = [name for name, _ in seen]
     assert names[-1] == store.MANIFEST
-    assert set(names) == {store.MANIFEST, store.INDEX_FILE, store.LABELS_FILE}
+    assert set(names) == {store.MANIFEST, store.INDEX_FILE, store.LABELS_FILE, store.CROWD_FILE}
     visible_with_manifest = seen[-1][1]
     assert store.INDEX_FILE in visible_with_manifest and store.LABELS_FILE in visible_with_manifest
     for _, visible in seen[:-1]:
@@ -234,7 +250,7 @@ def test_saving_again_replaces_the_version_cleanly(tmp_path: Path, built: tuple[
     store.load(second)
 
 
-@pytest.mark.parametrize("name", [store.INDEX_FILE, store.LABELS_FILE])
+@pytest.mark.parametrize("name", [store.INDEX_FILE, store.LABELS_FILE, store.CROWD_FILE])
 @pytest.mark.parametrize("damage", ["flip", "truncate", "append"])
 def test_corrupt_file_is_refused(
     tmp_path: Path, built: tuple[GalleryIndex, Floats, Floats], name: str, damage: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.index.scoring import member_scores
+from lookalike.index.scoring import MemberNorm, member_scores
 
 
 def arrays(sims: list[float], members: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -105,3 +105,44 @@ def test_matches_brute_force_on_random_input(seed: int, k: int) -> None:
         assert s == pytest.approx(expected[m][0], abs=1e-5)
         assert members[b] == m
         assert sims[b] == sims[expected[m][1]]  # the best photo (ties may pick either position)
+
+
+def norm_of(means: list[float], stds: list[float], pooled: tuple[float, float]) -> MemberNorm:
+    return MemberNorm(
+        np.arange(len(means), dtype=np.int64) * 10,
+        np.array(means, np.float32),
+        np.array(stds, np.float32),
+        pooled[0],
+        pooled[1],
+    )
+
+
+def test_each_members_map_is_increasing() -> None:
+    norm = norm_of([0.05, -0.02, 0.01], [0.08, 0.04, 0.06], (0.01, 0.06))
+    grid = np.linspace(-0.3, 0.9, 121).astype(np.float32)
+    for member in (0, 10, 20):
+        out = norm.apply(np.full(len(grid), member, np.int64), grid)
+        assert np.all(np.diff(out) > 0)  # bounds on similarities stay bounds on scores
+        assert np.all(out <= norm.ceiling(0.9) + 1e-6)
+    assert norm.ceiling(0.3) == pytest.approx(max(0.3, 0.01 + 0.06 * (0.3 + 0.02) / 0.04))
+
+
+def test_a_member_whom_strangers_resemble_anyway_is_marked_down() -> None:
+    """Member 0's impostor scores run high (many photos, or a face near everyone's); member 10's are the pooled
+    kind; member 20's are scattered (two photos): the same similarity scores lowest for member 0."""
+    norm = norm_of([0.08, 0.01, 0.01], [0.09, 0.06, 0.09], (0.01, 0.06))
+    out = norm.apply(np.array([0, 10, 20], np.int64), np.full(3, 0.3, np.float32))
+    assert out[1] == pytest.approx(0.3)
+    assert out[0] == pytest.approx(0.01 + 0.06 * (0.3 - 0.08) / 0.09, abs=1e-6)
+    assert out[0] < out[2] < out[1]
+
+
+def test_block_and_apply_agree_and_unknown_members_keep_their_score() -> None:
+    norm = norm_of([0.05, -0.02, 0.01], [0.08, 0.04, 0.0], (0.01, 0.06))
+    block = np.array([[0.3, 0.2, 0.5], [0.1, 0.4, -0.1]], np.float32)
+    got = norm.block(block)
+    for row, scores in zip(got, block, strict=True):
+        np.testing.assert_allclose(row, norm.apply(np.array([0, 10, 20], np.int64), scores), atol=1e-7)
+    assert got[0, 2] == pytest.approx(0.5)  # no spread: kept as it is
+    assert norm.apply(np.array([5], np.int64), np.array([0.7], np.float32))[0] == pytest.approx(0.7)
+    assert MemberNorm.identity().apply(np.array([1], np.int64), np.array([0.4], np.float32))[0] == pytest.approx(0.4)

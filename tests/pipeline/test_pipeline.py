@@ -65,20 +65,26 @@ def check_face(face: FaceResult, result: DiagnoseResult, gallery: GalleryIndex) 
     assert -0.1 * w <= x1 and x2 <= 1.1 * w and -0.1 * h <= y1 and y2 <= 1.1 * h
     assert len(face.landmarks) == 5 and all(len(p) == 2 for p in face.landmarks)
     assert 0.0 < face.det_score <= 1.0
-    assert face.threshold == gallery.threshold
+    assert face.thresholds is not None
+    assert face.thresholds.same_person == gallery.threshold
+    assert face.thresholds.lookalike == gallery.calibration.lookalike_cut
     assert 1 <= len(face.matches) <= 3
-    sims = [m.similarity for m in face.matches]
-    assert sims == sorted(sims, reverse=True)
+    scores = [m.score for m in face.matches]
+    assert scores == sorted(scores, reverse=True)
+    assert [m.resemblance for m in face.matches] == sorted((m.resemblance for m in face.matches), reverse=True)
     assert len({m.member_id for m in face.matches}) == len(face.matches)
+    # One crowd score per face: every member's lookalike score is its score minus the same number.
+    crowd = {round(m.score - m.lookalike_score, 3) for m in face.matches}
+    assert len(crowd) == 1
     for m in face.matches:
         assert m.group == "sakamichi"
         assert 0.0 <= m.resemblance <= 100.0
-        assert m.resemblance == pytest.approx(gallery.calibration.resemblance(m.similarity), abs=0.2)
+        assert m.resemblance == pytest.approx(gallery.calibration.resemblance(m.lookalike_score), abs=0.2)
         assert m.photo_url == f"/members/{m.member_id}/photos/{m.closest_photo_id}"
-    best = face.matches[0].similarity
-    assert face.verdict == ("match" if best >= gallery.threshold else "no_match")
-    assert face.margin == pytest.approx(sims[0] - sims[1], abs=1e-4)
-    assert face.same_person_likely == (best >= gallery.calibration.genuine["p50"])
+    best = face.matches[0]
+    assert face.verdict == gallery.calibration.verdict(best.similarity, best.lookalike_score)
+    assert (face.verdict != "no_match") == (best.resemblance >= 50.0 or face.verdict == "same_person")
+    assert face.margin == pytest.approx(scores[0] - scores[1], abs=1e-4)
 
 
 # --------------------------------------------------------------------------- who is it
@@ -97,21 +103,30 @@ def test_probe_matches_its_own_member(pipeline: Pipeline, galleries: list[Galler
     face = result.faces[0]
     check_face(face, result, galleries[0])
     assert face.matches[0].slug == member
-    assert face.verdict == "match"
+    assert face.verdict == "same_person"
     assert face.matches[0].resemblance > 50.0
     assert face.margin is not None and face.margin > 0.05
     assert face.warnings == []
 
 
+# A Korean idol who really resembles one of the Japanese members (measured: 57 %); everyone else in strangers/ is a
+# man, a Western face, or a Korean idol who resembles nobody here closely enough.
+LOOKALIKES = {"strangers/lia_itzy/06.jpg": "hori_miona", "strangers/lia_itzy/12.jpg": "hori_miona"}
+
+
 @pytest.mark.parametrize("rel", STRANGERS)
-def test_stranger_matches_nobody(pipeline: Pipeline, galleries: list[GalleryIndex], rel: str) -> None:
+def test_strangers_are_never_the_member(pipeline: Pipeline, galleries: list[GalleryIndex], rel: str) -> None:
     result = pipeline.diagnose(read(rel), galleries=galleries)
     assert len(result.faces) == 1
     face = result.faces[0]
     check_face(face, result, galleries[0])
-    assert face.verdict == "no_match"
-    assert face.matches[0].resemblance < 50.0
-    assert face.same_person_likely is False
+    if rel in LOOKALIKES:
+        assert face.verdict == "lookalike"
+        assert face.matches[0].slug == LOOKALIKES[rel]
+        assert 50.0 <= face.matches[0].resemblance < 90.0
+    else:
+        assert face.verdict == "no_match"
+        assert face.matches[0].resemblance < 50.0
 
 
 @pytest.mark.parametrize("rel", ["group/02.jpg", "group/07.jpg"])
@@ -141,7 +156,7 @@ def test_member_in_a_group_photo_is_found(pipeline: Pipeline, galleries: list[Ga
     by_side = sorted(result.faces, key=lambda f: f.box[0])
     assert by_side[0].box[2] <= 320 and by_side[1].box[0] >= 360
     assert [f.matches[0].slug for f in by_side] == ["ikoma_rina", "nibu_akari"]
-    assert [f.verdict for f in by_side] == ["match", "match"]
+    assert [f.verdict for f in by_side] == ["same_person", "same_person"]
 
 
 # --------------------------------------------------------------------------- refusals
@@ -241,7 +256,7 @@ def test_twelve_megapixels_same_answer_as_one(pipeline: Pipeline, galleries: lis
     assert b.image.width * b.image.height == pytest.approx(12_000_000, rel=0.01)
     assert len(a.faces) == len(b.faces) == 1
     assert b.faces[0].matches[0].slug == a.faces[0].matches[0].slug == Path(rel).parent.name
-    assert b.faces[0].verdict == a.faces[0].verdict == "match"
+    assert b.faces[0].verdict == a.faces[0].verdict == "same_person"
     assert b.faces[0].matches[0].similarity == pytest.approx(a.faces[0].matches[0].similarity, abs=0.05)
 
 

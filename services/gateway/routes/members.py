@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from lookalike.db import repository as repo
 from lookalike.db.engine import session_scope
@@ -46,7 +46,10 @@ class GroupOut(BaseModel):
     name: str
     members: int
     index_version: int | None
-    threshold: float | None
+    threshold: float | None = Field(description="same_person threshold of the active index version (similarity)")
+    lookalike_threshold: float | None = Field(
+        default=None, description="lookalike threshold of the active index version (lookalike score)"
+    )
 
 
 def _member_out(row: repo.MemberRow) -> dict[str, Any]:
@@ -65,6 +68,7 @@ def list_groups(runtime: RuntimeDep) -> list[GroupOut]:
                 members=len(g.members),
                 index_version=active[g.id].id if g.id in active else None,
                 threshold=active[g.id].threshold if g.id in active else None,
+                lookalike_threshold=active[g.id].calibration.get("lookalike_threshold") if g.id in active else None,
             )
             for g in repo.list_groups(session)
         ]

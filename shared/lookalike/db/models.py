@@ -134,6 +134,9 @@ class IndexVersion(Base):
     face_ids: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     members: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     member_top_k: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The reference crowd the version scores against (index/crowd.py: embeddings and people, npz bytes); None on
+    # versions built before crowds existed.
+    crowd: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

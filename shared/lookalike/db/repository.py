@@ -514,3 +514,30 @@ def review_photo(session: Session, photo: Photo, *, status: str, keep_face_id: i
     if keep_face_id is not None:
         session.execute(delete(Face).where(Face.photo_id == photo.id, Face.id != keep_face_id))
         session.expire(photo, ["faces"])
+
+
+def photo_statuses(session: Session, photo_ids: Sequence[int]) -> dict[int, str]:
+    rows = session.execute(select(Photo.id, Photo.status).where(Photo.id.in_([int(p) for p in photo_ids]))).all()
+    return {int(pid): str(status) for pid, status in rows}
+
+
+def flag_suspects(session: Session, flags: dict[int, tuple[str, float]]) -> None:
+    """Send photos to the review queue: photo id -> (reason, score). Only photos nobody has decided on yet
+    (status ok): a photo a human approved stays approved."""
+    for photo_id, (reason, score) in flags.items():
+        session.execute(
+            update(Photo)
+            .where(Photo.id == photo_id, Photo.status == "ok")
+            .values(status="flagged", reason=reason[:100], score=score)
+        )
+
+
+def latest_crowd(session: Session, model_pack: str) -> bytes | None:
+    """The reference crowd of the newest index version of this pack that has one (any group): a re-index without
+    the models at hand (the gateway deleting a member) reuses it."""
+    return session.scalar(
+        select(IndexVersion.crowd)
+        .where(IndexVersion.model_pack == model_pack, IndexVersion.crowd.is_not(None))
+        .order_by(IndexVersion.id.desc())
+        .limit(1)
+    )

@@ -4,8 +4,9 @@ version from the database where its files are missing (workers on other hosts sh
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,9 @@ from lookalike.db.engine import session_scope
 from lookalike.errors import LookalikeError, NotFound
 from lookalike.index import store
 from lookalike.index.calibration import Calibration, calibrate
+from lookalike.index.crowd import EMPTY, Crowd, EmbedCrops, bundled_digest, cached_crowd
 from lookalike.index.gallery import GalleryIndex, MemberInfo
+from lookalike.index.suspects import Suspect
 from lookalike.index.writer_lock import group_writer_lock
 
 log = logging.getLogger(__name__)
@@ -31,13 +34,60 @@ class BuiltVersion:
     path: Path
     calibration: dict[str, object]
 
+    @property
+    def suspect_pairs(self) -> list[dict[str, Any]]:
+        pairs: list[dict[str, Any]] = self.calibration.get("suspects", [])  # type: ignore[assignment]
+        return pairs
 
-def reindex_group(settings: Settings, group_slug: str, *, model_pack: str) -> BuiltVersion:
+
+def reindex_group(
+    settings: Settings, group_slug: str, *, model_pack: str, embed: EmbedCrops | None = None
+) -> BuiltVersion:
+    """`embed`: the pack's embedder, for the reference crowd; without it (a process with no models loaded) the
+    crowd of the pack's newest version is reused."""
     with group_writer_lock(settings, group_slug):
-        return _reindex(settings, group_slug, model_pack)
+        return _reindex(settings, group_slug, model_pack, embed)
 
 
-def _reindex(settings: Settings, group_slug: str, model_pack: str) -> BuiltVersion:
+def _crowd(settings: Settings, model_pack: str, embed: EmbedCrops | None) -> Crowd:
+    """The pack's newest stored crowd, else the one embedded on this host, else embedded now."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        stored = Crowd.from_bytes(repo.latest_crowd(session, model_pack))
+    if stored.digest == bundled_digest():
+        return stored
+    crowd = cached_crowd(settings.model_root / "crowd", model_pack, embed)
+    if crowd is None:
+        log.warning("no reference crowd for %s yet and no models here: this version scores without one", model_pack)
+        return EMPTY
+    return crowd
+
+
+def _suspect_report(
+    suspects: list[Suspect], faces: repo.GalleryFaces, members: dict[int, MemberInfo], statuses: dict[int, str]
+) -> list[dict[str, Any]]:
+    report = []
+    for s in suspects:
+        photo = int(faces.photo_ids[s.face])
+        report.append(
+            {
+                "photo_id": photo,
+                "member_id": s.member,
+                "member": members[s.member].slug,
+                "other_photo_id": int(faces.photo_ids[s.other_face]),
+                "other_member_id": s.other_member,
+                "other_member": members[s.other_member].slug,
+                "similarity": s.similarity,
+                "score": s.score,
+                "own": s.own,
+                "kind": s.kind,
+                # flagged: sent to the review queue and left out of this version; approved: a reviewer kept it.
+                "status": "approved" if statuses.get(photo) == "approved" else "flagged",
+            }
+        )
+    return report
+
+
+def _reindex(settings: Settings, group_slug: str, model_pack: str, embed: EmbedCrops | None) -> BuiltVersion:
     url = settings.sqlalchemy_url
     with session_scope(url) as session:
         group = repo.get_group(session, group_slug)
@@ -51,27 +101,45 @@ def _reindex(settings: Settings, group_slug: str, model_pack: str) -> BuiltVersi
         rejected = repo.impostor_faces(session, group, model_pack)
         version_id = repo.new_index_version(session, group=group, model_pack=model_pack).id
         members = {m.id: MemberInfo(id=m.id, slug=m.slug, name=m.name, group=group.slug) for m in faces.members}
-    calibration = calibrate(
+    calibrated = calibrate(
         faces.embeddings,
         faces.member_ids,
         k=settings.member_top_k,
         target_fmr=settings.target_fmr,
+        lookalike_quantile=settings.lookalike_quantile,
         rejected=rejected,
+        crowd=_crowd(settings, model_pack, embed),
     )
+    with session_scope(url) as session:
+        statuses = repo.photo_statuses(session, [int(faces.photo_ids[s.face]) for s in calibrated.suspects])
+    report = _suspect_report(calibrated.suspects, faces, members, statuses)
+    calibration = replace(calibrated.calibration, suspects=report)
+    # Suspects nobody approved go to the review queue and stay out of the version, as curation's flagged photos do.
+    flagged = {r["photo_id"] for r in report if r["status"] == "flagged"}
+    keep = ~np.isin(faces.photo_ids, list(flagged))
     gallery = GalleryIndex.build(
         version_id=version_id,
         group=group_slug,
         model_pack=model_pack,
-        embeddings=faces.embeddings,
-        member_ids=faces.member_ids,
-        photo_ids=faces.photo_ids,
+        embeddings=faces.embeddings[keep],
+        member_ids=faces.member_ids[keep],
+        photo_ids=faces.photo_ids[keep],
         members=members,
         calibration=calibration,
         member_top_k=settings.member_top_k,
+        crowd=calibrated.crowd,
     )
     directory, digest = store.save(settings.index_dir, gallery)
-    n_members = len(set(faces.member_ids.tolist()))
+    n_members = len(set(faces.member_ids[keep].tolist()))
     with session_scope(url) as session:
+        repo.flag_suspects(
+            session,
+            {
+                r["photo_id"]: (f"suspect:{r['other_member']}", r["similarity"])
+                for r in report
+                if r["status"] == "flagged"
+            },
+        )
         row = session.get_one(repo.IndexVersion, version_id)
         row.n_faces = int(gallery.index.ntotal)
         row.n_members = n_members
@@ -80,11 +148,18 @@ def _reindex(settings: Settings, group_slug: str, model_pack: str) -> BuiltVersi
         row.sha256 = digest
         row.threshold = calibration.threshold
         row.calibration = calibration.to_dict()
-        row.face_ids = faces.face_ids.astype(np.int64).tobytes()
+        row.face_ids = faces.face_ids[keep].astype(np.int64).tobytes()
         row.members = [m.__dict__ for m in members.values()]
         row.member_top_k = settings.member_top_k
+        row.crowd = calibrated.crowd.to_bytes()
         repo.activate_version(session, row)
-    log.info("group %s: index version %s active (%d faces)", group_slug, version_id, gallery.index.ntotal)
+    log.info(
+        "group %s: index version %s active (%d faces, %d suspected label errors)",
+        group_slug,
+        version_id,
+        gallery.index.ntotal,
+        len(report),
+    )
     return BuiltVersion(
         version_id=version_id,
         group=group_slug,
@@ -114,6 +189,7 @@ def rebuild_version(settings: Settings, version_id: int) -> GalleryIndex:
             members={int(m["id"]): MemberInfo(**m) for m in row.members},
             calibration=Calibration.from_dict(row.calibration),
             member_top_k=row.member_top_k,
+            crowd=Crowd.from_bytes(row.crowd),
         )
         expected, path = row.sha256, row.path
     directory, digest = store.save(settings.index_dir, gallery)

@@ -1,48 +1,102 @@
-"""Per-gallery calibration: the match threshold and the resemblance mapping, from the gallery itself.
+"""Per-gallery calibration: the two thresholds behind the three verdicts, and the resemblance map.
 
-Strangers of the gallery's own demographic score much higher than others (an East Asian stranger against an
-East Asian gallery), so one global threshold is wrong. Each member in turn plays the stranger: their photos are
-scored against every other member (leave-one-member-out), which gives impostor scores that look like the
-gallery's own people. The threshold is the (1 - target_fmr) quantile of the best impostor score per photo
-(empirical, or from a normal fit of their tail where there are too few to see it).
-Genuine scores (each photo against the rest of its own member) anchor the top of the resemblance scale.
+Each member in turn plays the stranger: their photos are scored against every other member (leave-one-member-
+out), which gives impostor scores of the gallery's own kind of people. From them, once per index version:
+
+* `same_person` ("so close it could be them"): the cosine similarity a share `target_fmr` of strangers reaches,
+  from an extreme-value fit of the impostor scores' bulk (index/tail.py), after photos that score like the same
+  person against another member are set aside as suspected label errors (index/suspects.py). A bootstrap over
+  members says how sure it is.
+* `lookalike`: a quantile of the lookalike score members get against each other. The lookalike score is a face's
+  member score (its similarity on the gallery's pooled scale, scoring.MemberNorm) minus its score against the
+  closest person of a fixed reference crowd (index/crowd.py): resembling the member more than the people one
+  resembles anyway.
+
+The resemblance % is a monotone map of the lookalike score with 50 % at the lookalike threshold.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
-from lookalike.index.scoring import IntArray, member_top_k
+from lookalike.index.crowd import EMPTY, Crowd
+from lookalike.index.loo import impostor_moments, leave_one_out
+from lookalike.index.scoring import IntArray, MemberNorm, member_top_k
+from lookalike.index.suspects import Suspect, screen
+from lookalike.index.tail import gumbel_fit, tail_threshold
 from lookalike.pipeline.types import FloatArray
+from lookalike.schemas import Verdict
 
 # Used only when a gallery has too few members to score strangers against (fewer than two).
 FALLBACK_THRESHOLD = 0.35
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
-# Histogram bins of the admin console's genuine/impostor chart: cosine similarity -0.2..1.0 in steps of 0.05.
+# Histogram bins of the admin console's charts: similarity -0.2..1.0, lookalike score -0.6..0.6, steps of 0.05.
 HISTOGRAM_EDGES = [round(-0.2 + 0.05 * i, 2) for i in range(25)]
+LOOKALIKE_EDGES = [round(-0.6 + 0.05 * i, 2) for i in range(25)]
+# Lookalike score below the gallery's 5th percentile where resemblance reaches 0 % (a woman's face against a
+# gallery of men, or the reverse, lies 0.4-0.7 below it with buffalo_s).
+ZERO_BELOW = 0.3
+# Bootstrap over members: replicates and the interval's coverage (5th to 95th percentile).
+BOOTSTRAP = 200
+INTERVAL = (5.0, 95.0)
 
 
 @dataclass(frozen=True)
 class Calibration:
-    threshold: float
+    threshold: float  # same_person: cosine similarity of the best member
     target_fmr: float
     impostor: dict[str, float]
     genuine: dict[str, float]
     n_impostor: int
     n_genuine: int
-    # Similarity -> resemblance % anchors (monotone, piecewise linear); see README "Resemblance".
+    # Lookalike score -> resemblance % anchors (monotone, piecewise linear); docs/matching.md "Resemblance".
     anchors: list[tuple[float, float]]
     # Of n_impostor: faces curation rejected as other people (scraped lookalikes), scored against the gallery.
     n_rejected: int = 0
-    # {"edges": [...], "genuine": [counts], "impostor": [counts]}; empty on versions built before it existed.
-    histogram: dict[str, list[float]] = field(default_factory=dict)
+    # {"edges", "genuine", "impostor"} counts of similarity, and "lookalike": the same for the lookalike score.
+    histogram: dict[str, Any] = field(default_factory=dict)
+    # Versions built before the three verdicts lack the fields below: from_dict makes them answer as before
+    # (lookalike threshold = threshold, no member scale, no crowd: the lookalike score is the similarity).
+    threshold_interval: list[float] = field(default_factory=list)
+    lookalike_threshold: float | None = None
+    lookalike_quantile: float | None = None
+    lookalike_interval: list[float] = field(default_factory=list)
+    lookalike: dict[str, float] = field(default_factory=dict)  # percentiles of the members' lookalike scores
+    # Member id (as a string: JSON) -> [mean, std] of its impostor scores; pooled: [mean, std] of all of them.
+    member_norm: dict[str, list[float]] = field(default_factory=dict)
+    pooled: list[float] = field(default_factory=list)
+    # The reference crowd used: its digest, people in it, and people left out because they look like a member.
+    crowd: dict[str, Any] = field(default_factory=dict)
+    tail: dict[str, float] = field(default_factory=dict)  # the fitted Gumbel law: location, scale
+    n_suspects: int = 0
+    # Suspected label errors, filled in by the index builder with photo ids and member slugs (index/builder.py).
+    suspects: list[dict[str, Any]] = field(default_factory=list)
 
-    def resemblance(self, similarity: float) -> float:
+    @property
+    def lookalike_cut(self) -> float:
+        return self.threshold if self.lookalike_threshold is None else self.lookalike_threshold
+
+    def verdict(self, similarity: float, lookalike_score: float) -> Verdict:
+        """same_person on the best member's similarity, lookalike on its lookalike score, else no_match."""
+        if similarity >= self.threshold:
+            return "same_person"
+        if lookalike_score >= self.lookalike_cut:
+            return "lookalike"
+        return "no_match"
+
+    def resemblance(self, lookalike_score: float) -> float:
         xs, ys = zip(*self.anchors, strict=True)
-        return round(float(np.interp(similarity, xs, ys)), 1)
+        return round(float(np.interp(lookalike_score, xs, ys)), 1)
+
+    def norm(self) -> MemberNorm:
+        if not self.member_norm or len(self.pooled) != 2:
+            return MemberNorm.identity()
+        ids = sorted(int(m) for m in self.member_norm)
+        stats = np.array([self.member_norm[str(m)] for m in ids], np.float32).reshape(-1, 2)
+        return MemberNorm(np.array(ids, np.int64), stats[:, 0], stats[:, 1], self.pooled[0], self.pooled[1])
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -54,30 +108,11 @@ class Calibration:
         return cls(**values)  # type: ignore[arg-type]
 
 
-# Similarity rows scored at a time by the leave-one-out: bounds its memory (rows x faces float32) to 64 MB.
-_CELLS = 16 * 2**20
-
-
-def _leave_one_out(embeddings: FloatArray, members: IntArray, k: int) -> tuple[FloatArray, FloatArray]:
-    """(genuine, impostor) scores, in face order: each face against every other face of the gallery, its own
-    member's score where the member has other faces, and the best other member's score where there is one. All
-    rows at once per member block instead of one member_scores call per face (4000 faces: 3.9 s -> 0.47 s)."""
-    n = len(embeddings)
-    _, inverse = np.unique(members, return_inverse=True)
-    genuine, impostor = [], []
-    step = max(1, _CELLS // max(n, 1))
-    for start in range(0, n, step):
-        rows = np.arange(start, min(n, start + step))
-        sims = embeddings[rows] @ embeddings.T
-        sims[np.arange(len(rows)), rows] = -np.inf  # the face itself
-        scores = member_top_k(sims, members, k=k)
-        own = scores[np.arange(len(rows)), inverse[rows]]
-        scores[np.arange(len(rows)), inverse[rows]] = -np.inf
-        genuine.append(own[np.isfinite(own)])
-        others = scores.max(axis=1)  # at least one member: the face's own
-        impostor.append(others[np.isfinite(others)])
-    empty = np.zeros(0, np.float32)
-    return np.concatenate(genuine or [empty]), np.concatenate(impostor or [empty])
+@dataclass(frozen=True)
+class Calibrated:
+    calibration: Calibration
+    suspects: list[Suspect]  # face positions in the embeddings given
+    crowd: Crowd  # the crowd the version scores against (people who look like a member left out)
 
 
 def _percentiles(values: FloatArray) -> dict[str, float]:
@@ -86,23 +121,57 @@ def _percentiles(values: FloatArray) -> dict[str, float]:
     return {f"p{p}": round(float(np.percentile(values, p)), 4) for p in PERCENTILES}
 
 
-def histogram(genuine: FloatArray, impostor: FloatArray) -> dict[str, list[float]]:
-    edges = np.asarray(HISTOGRAM_EDGES)
+def _counts(values: FloatArray, edges: list[float]) -> list[float]:
+    bins = np.asarray(edges)
     # Scores outside the range land in the end bins rather than vanish from the chart.
-    lo, hi = edges[0], edges[-1] - 1e-6
-
-    def counts(values: FloatArray) -> list[float]:
-        return [float(c) for c in np.histogram(np.clip(values, lo, hi), bins=edges)[0]]
-
-    return {"edges": list(HISTOGRAM_EDGES), "genuine": counts(genuine), "impostor": counts(impostor)}
+    clipped = np.clip(values, bins[0], bins[-1] - 1e-6)
+    return [float(c) for c in np.histogram(clipped, bins=bins)[0]]
 
 
-def resemblance_anchors(threshold: float, impostor_median: float, genuine_median: float) -> list[tuple[float, float]]:
-    """0% at similarity 0, 25% at the typical stranger, 50% at the threshold, 90% at the typical same-person
-    score, 100% at 1. Anchors are forced increasing so the mapping stays monotone on odd galleries."""
-    imp = min(max(impostor_median, 0.01), threshold - 0.01)
-    gen = max(genuine_median, threshold + 0.05)
-    return [(-1.0, 0.0), (0.0, 0.0), (imp, 25.0), (threshold, 50.0), (min(gen, 0.99), 90.0), (1.0, 100.0)]
+def histogram(
+    genuine: FloatArray, impostor: FloatArray, *, lookalike: tuple[FloatArray, FloatArray] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "edges": list(HISTOGRAM_EDGES),
+        "genuine": _counts(genuine, HISTOGRAM_EDGES),
+        "impostor": _counts(impostor, HISTOGRAM_EDGES),
+    }
+    if lookalike is not None:
+        out["lookalike"] = {
+            "edges": list(LOOKALIKE_EDGES),
+            "genuine": _counts(lookalike[0], LOOKALIKE_EDGES),
+            "impostor": _counts(lookalike[1], LOOKALIKE_EDGES),
+        }
+    return out
+
+
+def resemblance_anchors(threshold: float, low: float, genuine_median: float) -> list[tuple[float, float]]:
+    """0 % at ZERO_BELOW under the gallery's least alike members, 25 % at them (`low`: the 5th percentile of the
+    members' lookalike scores against each other), 50 % at the lookalike threshold, 90 % at the typical
+    same-person score, 100 % at 1. Anchors are forced increasing so the map stays monotone on odd galleries."""
+    low = min(low, threshold - 0.01)
+    gen = min(max(genuine_median, threshold + 0.05), 0.99)
+    return [(-1.0, 0.0), (low - ZERO_BELOW, 0.0), (low, 25.0), (threshold, 50.0), (gen, 90.0), (1.0, 100.0)]
+
+
+def _by_member(values: FloatArray, members: IntArray) -> list[FloatArray]:
+    return [values[members == m] for m in np.unique(members)]
+
+
+def bootstrap_interval(
+    blocks: list[FloatArray], statistic: Any, *, seed: int = 0, replicates: int = BOOTSTRAP
+) -> list[float]:
+    """The 90 % interval of `statistic` over resamples of whole members (their scores move together: one member
+    who resembles another lifts all of their photos)."""
+    blocks = [b for b in blocks if b.size]
+    if len(blocks) < 2:
+        return []
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(replicates):
+        pick = rng.integers(0, len(blocks), len(blocks))
+        values.append(statistic(np.concatenate([blocks[i] for i in pick])))
+    return [round(float(v), 4) for v in np.percentile(values, INTERVAL)]
 
 
 def calibrate(
@@ -111,37 +180,85 @@ def calibrate(
     *,
     k: int,
     target_fmr: float,
+    lookalike_quantile: float,
     rejected: FloatArray | None = None,
-) -> Calibration:
-    """`rejected`: embeddings of faces known to be other people (wrong photos curation dropped): impostors
-    that look like the gallery's own, scored against all members."""
-    unique = np.unique(members)
-    gen, own = _leave_one_out(embeddings, members, k)
-    # The normal fit below describes the gallery's own people only: rejected faces are a mix (a lookalike, a
-    # stranger of another demographic) whose spread would inflate the fitted tail; they count empirically.
-    imp = own
-    n_rejected = 0
-    if rejected is not None and rejected.size and embeddings.size:
-        imp = np.concatenate([own, np.max(member_top_k(rejected @ embeddings.T, members, k=k), axis=1)])
-        n_rejected = len(rejected)
-    if len(unique) < 2 or imp.size == 0:
-        threshold = FALLBACK_THRESHOLD
-    else:
-        # 'higher' never interpolates below an observed impostor: with few samples this is their maximum. A small
-        # gallery has too few impostor scores to see its tail, so a normal fit extrapolates it as well.
-        empirical = float(np.quantile(imp, 1.0 - target_fmr, method="higher"))
-        fitted = float(own.mean() + NormalDist().inv_cdf(1.0 - target_fmr) * own.std()) if own.size else empirical
-        threshold = max(empirical, fitted)
-    imp_med = float(np.median(imp)) if imp.size else threshold - 0.15
-    gen_med = float(np.median(gen)) if gen.size else threshold + 0.25
-    return Calibration(
+    crowd: Crowd = EMPTY,
+) -> Calibrated:
+    """`rejected`: embeddings of faces known to be other people (wrong photos curation dropped): impostors that
+    look like the gallery's own, scored against all members."""
+    if len(np.unique(members)) < 2:
+        return _too_small(embeddings, members, k=k, target_fmr=target_fmr, crowd=crowd)
+    screened = screen(embeddings, members, k=k, target_fmr=target_fmr)
+    emb, mem, loo = embeddings[screened.kept], members[screened.kept], screened.loo
+    own, gen = loo.impostor, loo.genuine
+    rejected_scores = np.zeros(0, np.float32)
+    if rejected is not None and rejected.size:
+        rejected_scores = np.max(member_top_k(rejected @ emb.T, mem, k=k), axis=1)
+    observed = np.concatenate([own, rejected_scores])
+    threshold = tail_threshold(own, observed, target_fmr)
+    interval = bootstrap_interval(
+        _by_member(loo.other, mem), lambda s: tail_threshold(s[np.isfinite(s)], s[np.isfinite(s)], target_fmr)
+    )
+
+    moments = impostor_moments(emb, mem, k=k)
+    mean, std = moments.mean, moments.std
+    norm = MemberNorm(np.unique(mem), mean, std, moments.pooled_mean, moments.pooled_std)
+    # A crowd person who scores like the same person against a member is that member (or their twin): left out.
+    lookalike_members = member_top_k(crowd.embeddings @ emb.T, mem, k=k) if len(crowd.embeddings) else None
+    if lookalike_members is not None:
+        same = np.flatnonzero(lookalike_members.max(axis=1) >= threshold)
+        crowd = crowd.without(np.unique(crowd.person_ids[same]))
+    crowd_best = crowd.best(emb, k=k)
+    normed = leave_one_out(emb, mem, k=k, score_map=norm.block)
+    look_imp = normed.other - crowd_best
+    look_gen = normed.own - crowd_best
+    look_imp_f, look_gen_f = look_imp[np.isfinite(look_imp)], look_gen[np.isfinite(look_gen)]
+    look_t = float(np.quantile(look_imp_f, lookalike_quantile))
+    look_interval = bootstrap_interval(
+        _by_member(look_imp, mem), lambda s: float(np.quantile(s[np.isfinite(s)], lookalike_quantile))
+    )
+    look_gen_med = float(np.median(look_gen_f)) if look_gen_f.size else look_t + 0.3
+    location, scale = gumbel_fit(own)
+    calibration = Calibration(
         threshold=round(threshold, 4),
         target_fmr=target_fmr,
-        impostor=_percentiles(imp),
+        impostor=_percentiles(observed),
         genuine=_percentiles(gen),
-        n_impostor=int(imp.size),
+        n_impostor=int(observed.size),
         n_genuine=int(gen.size),
-        anchors=resemblance_anchors(threshold, imp_med, gen_med),
-        n_rejected=n_rejected,
-        histogram=histogram(gen, imp),
+        anchors=resemblance_anchors(look_t, float(np.percentile(look_imp_f, 5)), look_gen_med),
+        n_rejected=int(rejected_scores.size),
+        histogram=histogram(gen, observed, lookalike=(look_gen_f, look_imp_f)),
+        threshold_interval=interval,
+        lookalike_threshold=round(look_t, 4),
+        lookalike_quantile=lookalike_quantile,
+        lookalike_interval=look_interval,
+        lookalike=_percentiles(look_imp_f),
+        member_norm={
+            str(int(m)): [round(float(a), 6), round(float(b), 6)]
+            for m, a, b in zip(norm.member_ids, mean, std, strict=True)
+        },
+        pooled=[round(norm.pooled_mean, 6), round(norm.pooled_std, 6)],
+        crowd={"digest": crowd.digest, "people": crowd.n_people, "faces": len(crowd.embeddings)},
+        tail={"location": round(location, 6), "scale": round(scale, 6)},
+        n_suspects=len(screened.suspects),
     )
+    return Calibrated(calibration, screened.suspects, crowd)
+
+
+def _too_small(embeddings: FloatArray, members: IntArray, *, k: int, target_fmr: float, crowd: Crowd) -> Calibrated:
+    """One member (or none): no stranger to score, so the fallback threshold, and lookalike = same person."""
+    gen = leave_one_out(embeddings, members, k=k).genuine if len(embeddings) else np.zeros(0, np.float32)
+    gen_med = float(np.median(gen)) if gen.size else FALLBACK_THRESHOLD + 0.25
+    calibration = Calibration(
+        threshold=FALLBACK_THRESHOLD,
+        target_fmr=target_fmr,
+        impostor={},
+        genuine=_percentiles(gen),
+        n_impostor=0,
+        n_genuine=int(gen.size),
+        anchors=resemblance_anchors(FALLBACK_THRESHOLD, FALLBACK_THRESHOLD - 0.15, gen_med),
+        histogram=histogram(gen, np.zeros(0, np.float32)),
+        crowd={"digest": "", "people": 0, "faces": 0},
+    )
+    return Calibrated(calibration, [], EMPTY)

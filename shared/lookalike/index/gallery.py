@@ -15,7 +15,12 @@ way, bench/index_search.py "truncated"), so nominated members are re-scored exac
 A member none of whose photos was retrieved scores at most the last retrieved similarity; when the `top`-th exact
 score is below it, the search is widened (4 times the neighbours, up to every face). On a flat index the ranking
 is then the exhaustive one; on an approximate index (PQ scan + re-rank, HNSW) it is exact for every member the
-search nominates."""
+search nominates.
+
+Members are ranked by their score (scoring.MemberNorm): each member's similarity on the gallery's pooled scale,
+an increasing function of it, so bounds on similarities stay bounds on scores. Every face is also scored against
+the version's reference crowd (index/crowd.py); the difference is its lookalike score, which the verdict and the
+resemblance % are read from."""
 
 from __future__ import annotations
 
@@ -27,13 +32,18 @@ import numpy as np
 
 from lookalike.index import ann
 from lookalike.index.calibration import Calibration
-from lookalike.index.scoring import IntArray, member_scores
+from lookalike.index.crowd import EMPTY, Crowd
+from lookalike.index.scoring import IntArray, MemberNorm, member_scores
 from lookalike.pipeline.types import FloatArray
 
 # Exact search over every photo up to this size; beyond it the nearest photos nominate the members to score.
 EXHAUSTIVE_LIMIT = 20_000
 NEIGHBOURS = 1024  # nearest photos searched beyond EXHAUSTIVE_LIMIT with exact (flat) search
 RESCORE_BATCH = 32  # members re-scored together before the pruning bound is updated (flat search)
+
+
+# (member ids, similarities, scores, position of each member's closest face), best score first.
+Ranked = tuple[IntArray, FloatArray, FloatArray, IntArray]
 
 
 @dataclass(frozen=True)
@@ -47,8 +57,10 @@ class MemberInfo:
 @dataclass(frozen=True)
 class MemberScore:
     member: MemberInfo
-    similarity: float
-    resemblance: float
+    similarity: float  # cosine: mean of the member's best member_top_k photos
+    score: float  # the similarity on the gallery's pooled scale (scoring.MemberNorm): what members are ranked by
+    lookalike: float  # score minus the face's score against its closest crowd person (index/crowd.py)
+    resemblance: float  # calibrated %, a monotone map of `lookalike`
     closest_photo_id: int
 
 
@@ -63,6 +75,7 @@ class GalleryIndex:
     members: dict[int, MemberInfo]
     calibration: Calibration
     member_top_k: int
+    crowd: Crowd = EMPTY
 
     @classmethod
     def build(
@@ -77,16 +90,23 @@ class GalleryIndex:
         members: dict[int, MemberInfo],
         calibration: Calibration,
         member_top_k: int,
+        crowd: Crowd = EMPTY,
         approx_from: int = ann.APPROX_FROM,
         approx: ann.Kind = ann.APPROX_KIND,
     ) -> GalleryIndex:
         """`approx_from`: the gallery size from which an approximate index of kind `approx` is built (index.ann)."""
         index = ann.build(embeddings, approx_from=approx_from, approx=approx)
-        return cls(version_id, group, model_pack, index, member_ids, photo_ids, members, calibration, member_top_k)
+        return cls(
+            version_id, group, model_pack, index, member_ids, photo_ids, members, calibration, member_top_k, crowd
+        )
 
     @property
     def threshold(self) -> float:
         return self.calibration.threshold
+
+    @cached_property
+    def norm(self) -> MemberNorm:
+        return self.calibration.norm()
 
     @cached_property
     def _member_rows(self) -> tuple[IntArray, IntArray, IntArray, IntArray]:
@@ -114,7 +134,7 @@ class GalleryIndex:
         return target
 
     def rank(self, queries: FloatArray, *, top: int) -> list[list[MemberScore]]:
-        """The `top` members each query resembles most, best first."""
+        """The `top` members each query resembles most (by score), best first."""
         n = self.index.ntotal
         if n == 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
@@ -127,58 +147,64 @@ class GalleryIndex:
         else:
             k = min(n, ann.neighbours(n, ann.kind_of(self.index)))
         sims, pos = ann.search(self.index, queries, k)
+        crowd = self.crowd.best(queries, k=self.member_top_k)
         results: list[list[MemberScore]] = []
-        for query, row_sims, row_pos in zip(queries, sims, pos, strict=True):
+        for query, row_sims, row_pos, near in zip(queries, sims, pos, crowd, strict=True):
             valid = row_pos >= 0
             if complete:
-                ids, scores, best = member_scores(row_sims[valid], self.member_ids[row_pos[valid]], k=self.member_top_k)
-                positions = row_pos[valid][best]
+                ids, raw, best = member_scores(row_sims[valid], self.member_ids[row_pos[valid]], k=self.member_top_k)
+                ids, raw, scores, positions = self._ordered(ids, raw, row_pos[valid][best])
             else:
-                ids, scores, positions = self._rank_nominated(query, row_sims[valid], row_pos[valid], k, top)
+                ids, raw, scores, positions = self._rank_nominated(query, row_sims[valid], row_pos[valid], k, top)
             results.append(
                 [
                     MemberScore(
                         member=self.members[int(m)],
-                        similarity=round(float(s), 4),
-                        resemblance=self.calibration.resemblance(float(s)),
+                        similarity=round(float(r), 4),
+                        score=round(float(s), 4),
+                        lookalike=round(float(s) - float(near), 4),
+                        resemblance=self.calibration.resemblance(float(s) - float(near)),
                         closest_photo_id=int(self.photo_ids[p]),
                     )
-                    for m, s, p in zip(ids[:top], scores[:top], positions[:top], strict=True)
+                    for m, r, s, p in zip(ids[:top], raw[:top], scores[:top], positions[:top], strict=True)
                 ]
             )
         return results
 
-    def _rank_nominated(
-        self, query: FloatArray, sims: FloatArray, pos: IntArray, k: int, top: int
-    ) -> tuple[IntArray, FloatArray, IntArray]:
-        """(member ids, exact scores, position of each one's best photo), best first, of at least the `top` best
-        members, from one query's `k` nearest faces (see the module docstring)."""
+    def _ordered(self, ids: IntArray, raw: FloatArray, positions: IntArray) -> Ranked:
+        scores = self.norm.apply(ids, raw)
+        order = np.argsort(-scores, kind="stable")
+        return ids[order], raw[order], scores[order], positions[order]
+
+    def _rank_nominated(self, query: FloatArray, sims: FloatArray, pos: IntArray, k: int, top: int) -> Ranked:
+        """(member ids, exact similarities, scores, position of each one's best photo), best first, of at
+        least the `top` best members, from one query's `k` nearest faces (see the module docstring)."""
         n = self.index.ntotal
         while True:
             ranked = self._rescore(query, sims, pos, top)
-            floor = float(sims[-1]) if len(sims) else -np.inf
+            # A member none of whose photos was retrieved has a similarity at most the last one's, hence a score at
+            # most the highest any member's map gives that similarity.
+            floor = self.norm.ceiling(float(sims[-1])) if len(sims) else -np.inf
             enough = len(ranked[0]) >= min(top, len(self.members))
-            if k >= n or (enough and float(ranked[1][min(top, len(ranked[1])) - 1]) >= floor):
+            if k >= n or (enough and float(ranked[2][min(top, len(ranked[2])) - 1]) >= floor):
                 return ranked
             k = min(n, 4 * k)
             s, p = ann.search(self.index, query[None, :], k)
             sims, pos = s[0][p[0] >= 0], p[0][p[0] >= 0]
 
-    def _rescore(
-        self, query: FloatArray, sims: FloatArray, pos: IntArray, top: int
-    ) -> tuple[IntArray, FloatArray, IntArray]:
+    def _rescore(self, query: FloatArray, sims: FloatArray, pos: IntArray, top: int) -> Ranked:
         kk = self.member_top_k
         ids, partial, best = member_scores(sims, self.member_ids[pos], k=kk)
         if len(ids) == 0:
-            return ids, partial, best
+            return ids, partial, partial, best
         if not ann.exhaustive(self.index):
             # Approximate search may miss any photo, so neither a retrieved top-k nor the bound can be trusted:
             # every nominated member is re-scored.
             positions = self._positions_of(ids)
-            e_ids, e_scores, e_best = member_scores(
+            e_ids, e_raw, e_best = member_scores(
                 ann.vectors(self.index, positions) @ query, self.member_ids[positions], k=kk
             )
-            return e_ids, e_scores, positions[e_best]
+            return self._ordered(e_ids, e_raw, positions[e_best])
         all_ids, _, all_counts, _ = self._member_rows
         photos = all_counts[np.searchsorted(all_ids, ids)]
         retrieved, retrieved_counts = np.unique(self.member_ids[pos], return_counts=True)
@@ -187,8 +213,10 @@ class GalleryIndex:
         used = np.minimum(kk, found)
         complete = used >= need
         floor = float(sims[-1])
-        bound = np.where(complete, partial, (partial * used + (need - used) * floor) / need)
-        known_ids, known_scores, known_pos = [ids[complete]], [partial[complete]], [pos[best[complete]]]
+        # Each member's map is increasing in the similarity, so it keeps an upper bound an upper bound.
+        bound = self.norm.apply(ids, np.where(complete, partial, (partial * used + (need - used) * floor) / need))
+        known_ids, known_raw, known_pos = [ids[complete]], [partial[complete]], [pos[best[complete]]]
+        known_scores = [bound[complete]]
         pending = np.flatnonzero(~complete)
         pending = pending[np.argsort(-bound[pending], kind="stable")]
         for start in range(0, len(pending), RESCORE_BATCH):
@@ -200,12 +228,16 @@ class GalleryIndex:
                 break
             positions = self._positions_of(ids[chunk])
             exact = ann.vectors(self.index, positions) @ query
-            c_ids, c_scores, c_best = member_scores(exact, self.member_ids[positions], k=kk)
+            c_ids, c_raw, c_best = member_scores(exact, self.member_ids[positions], k=kk)
             known_ids.append(c_ids)
-            known_scores.append(c_scores)
+            known_raw.append(c_raw)
+            known_scores.append(self.norm.apply(c_ids, c_raw))
             known_pos.append(positions[c_best])
-        all_known_ids = np.concatenate(known_ids)
         all_scores = np.concatenate(known_scores).astype(np.float32)
-        all_pos = np.concatenate(known_pos)
         ranked = np.argsort(-all_scores, kind="stable")
-        return all_known_ids[ranked], all_scores[ranked], all_pos[ranked]
+        return (
+            np.concatenate(known_ids)[ranked],
+            np.concatenate(known_raw).astype(np.float32)[ranked],
+            all_scores[ranked],
+            np.concatenate(known_pos)[ranked],
+        )

@@ -19,11 +19,13 @@ import numpy as np
 
 from lookalike.index import ann
 from lookalike.index.calibration import Calibration
+from lookalike.index.crowd import Crowd
 from lookalike.index.gallery import GalleryIndex, MemberInfo
 
 MANIFEST = "manifest.json"
 INDEX_FILE = "faces.faiss"
 LABELS_FILE = "labels.npz"
+CROWD_FILE = "crowd.npz"
 
 
 def _write_atomic(path: Path, data: bytes) -> str:
@@ -67,6 +69,7 @@ def save(root: Path, gallery: GalleryIndex) -> tuple[Path, str]:
         "files": {
             INDEX_FILE: _write_atomic(directory / INDEX_FILE, index_bytes),
             LABELS_FILE: _write_atomic(directory / LABELS_FILE, buf.getvalue()),
+            CROWD_FILE: _write_atomic(directory / CROWD_FILE, gallery.crowd.to_bytes()),
         },
     }
     manifest_bytes = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
@@ -117,4 +120,5 @@ def _load(directory: Path, expected_sha256: str | None) -> GalleryIndex:
         members=members,
         calibration=Calibration.from_dict(manifest["calibration"]),
         member_top_k=int(manifest["member_top_k"]),
+        crowd=Crowd.from_bytes(blobs.get(CROWD_FILE)),  # absent from versions built before crowds existed
     )

@@ -28,6 +28,7 @@ from lookalike.db.models import Face, Member, Photo, Source, utcnow
 from lookalike.errors import ImageError, InvalidParameter, LookalikeError, NotFound
 from lookalike.imaging import DecodedImage
 from lookalike.index.builder import BuiltVersion, reindex_group
+from lookalike.index.crowd import EmbedCrops
 from lookalike.index.writer_lock import ReindexRunning
 from lookalike.ingest.curation import CandidateFace, CandidatePhoto, Decision, curate_group
 from lookalike.ingest.dedupe import is_near_duplicate
@@ -326,7 +327,9 @@ def _finish(
         _curate_group(ctx, group, counts, qualities)
         progress(_report("index", members, len(members), counts, group=group))
         try:
-            built = reindex_when_free(settings, group, model_pack=ctx.pipeline.pack_name)
+            built = reindex_when_free(
+                settings, group, model_pack=ctx.pipeline.pack_name, embed=ctx.pipeline.embed_crops
+            )
         except LookalikeError as exc:
             if exc.code != "empty_gallery":
                 raise
@@ -337,6 +340,8 @@ def _finish(
             "n_faces": built.n_faces,
             "n_members": built.n_members,
             "threshold": built.threshold,
+            "lookalike_threshold": built.calibration.get("lookalike_threshold"),
+            "suspect_pairs": built.suspect_pairs,
             "calibration": built.calibration,
         }
     return {
@@ -346,14 +351,16 @@ def _finish(
     }
 
 
-def reindex_when_free(settings: Settings, group: str, *, model_pack: str, timeout_s: float = 300.0) -> BuiltVersion:
+def reindex_when_free(
+    settings: Settings, group: str, *, model_pack: str, timeout_s: float = 300.0, embed: EmbedCrops | None = None
+) -> BuiltVersion:
     """Publish a new index version of the group, waiting while another writer (a re-index job, a member
     deletion) holds the group's writer lock: after a long scrape, losing the result to a short re-index that
     happened to run at the same moment would be a waste."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return reindex_group(settings, group, model_pack=model_pack)
+            return reindex_group(settings, group, model_pack=model_pack, embed=embed)
         except ReindexRunning:
             if time.monotonic() > deadline:
                 raise

@@ -230,9 +230,7 @@ def work_for(ctx: JobContext, kind: str, job_id: str, data: bytes | None) -> Wor
         return lost
     if kind == "diagnose":
         assert data is not None
-        return lambda params: ctx.pipeline.diagnose(
-            data, galleries=ctx.registry.galleries(params.get("group")), explain=bool(params.get("explain"))
-        ).model_dump(mode="json")
+        return lambda params: diagnose(ctx, params, data)
     if kind == "reindex":
         return lambda params: reindex_result(ctx, str(params["group"]))
     from lookalike.ingest import scrape
@@ -246,16 +244,44 @@ def work_for(ctx: JobContext, kind: str, job_id: str, data: bytes | None) -> Wor
     raise LookalikeError(f"unknown job kind {kind!r}", code="invalid_parameter", status=422)
 
 
+def pack_photos(photos: list[bytes]) -> tuple[bytes, list[int] | None]:
+    """One upload blob for the job and, for several photos of one person, the size of each (params["sizes"])."""
+    return b"".join(photos), [len(p) for p in photos] if len(photos) > 1 else None
+
+
+def unpack_photos(data: bytes, sizes: list[int] | None) -> list[bytes]:
+    if not sizes:
+        return [data]
+    if sum(sizes) != len(data) or any(n <= 0 for n in sizes):
+        raise lost_upload()
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [data[start : start + n] for start, n in zip(starts, sizes, strict=True)]
+
+
+def diagnose(ctx: JobContext, params: dict[str, Any], data: bytes) -> dict[str, Any]:
+    galleries = ctx.registry.galleries(params.get("group"))
+    explain = bool(params.get("explain"))
+    photos = unpack_photos(data, params.get("sizes"))
+    if len(photos) == 1:
+        result = ctx.pipeline.diagnose(photos[0], galleries=galleries, explain=explain)
+    else:
+        result = ctx.pipeline.diagnose_person(photos, galleries=galleries, explain=explain)
+    return result.model_dump(mode="json")
+
+
 def reindex_result(ctx: JobContext, group: str) -> dict[str, Any]:
     from lookalike.index.builder import reindex_group
 
-    built = reindex_group(ctx.settings, group, model_pack=ctx.pipeline.pack_name)
+    built = reindex_group(ctx.settings, group, model_pack=ctx.pipeline.pack_name, embed=ctx.pipeline.embed_crops)
     return {
         "version_id": built.version_id,
         "group": built.group,
         "n_faces": built.n_faces,
         "n_members": built.n_members,
         "threshold": built.threshold,
+        "lookalike_threshold": built.calibration.get("lookalike_threshold"),
+        "threshold_interval": built.calibration.get("threshold_interval"),
+        "suspect_pairs": built.suspect_pairs,
         "calibration": built.calibration,
     }
 

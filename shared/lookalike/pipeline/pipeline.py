@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lookalike.config import Settings
-from lookalike.errors import NoFace
+from lookalike.errors import DifferentPeople, LookalikeError, NoFace
 from lookalike.imaging import DecodedImage, decode_image
 from lookalike.index.gallery import GalleryIndex, MemberScore
 from lookalike.models.packs import ModelPack, resolve_pack, verify_pack
@@ -23,8 +23,9 @@ from lookalike.pipeline.batcher import EmbedBatcher
 from lookalike.pipeline.detector import FaceDetector, UInt8Image
 from lookalike.pipeline.embedder import Embedder, FaceEmbedder
 from lookalike.pipeline.explain import CELL, occlusion_heatmap
-from lookalike.pipeline.types import Detection, FloatArray
-from lookalike.schemas import DiagnoseResult, Explanation, FaceResult, ImageInfo, MemberMatch
+from lookalike.pipeline.person import combine, odd_one_out
+from lookalike.pipeline.types import Detection, FloatArray, main_face
+from lookalike.schemas import DiagnoseResult, Explanation, FaceResult, ImageInfo, MemberMatch, Thresholds
 
 # The 112 px aligned crop maps a face box's short side onto 75-84 of its pixels (5th-95th percentile on the test
 # photos): a box of 84 px or more is sampled at most one crop pixel per photo pixel, so more pixels add nothing.
@@ -209,26 +210,113 @@ class Pipeline:
         if not faces:
             raise NoFace("no face was found in the photo")
         t_match = time.perf_counter()
-        queries = np.stack([f.embedding for f in faces])
-        top = self.settings.top_members
-        ranked = merge_rankings([g.rank(queries, top=top) for g in galleries], top=top)
-        thresholds = {g.group: g for g in galleries}
-        results = [
-            face_result(f, scores, thresholds, min_face_px=self.settings.min_face_px)
-            for f, scores in zip(faces, ranked, strict=True)
-        ]
+        ranked = self.rank(np.stack([f.embedding for f in faces]), galleries)
+        results = [self.face_result(f, scores, galleries) for f, scores in zip(faces, ranked, strict=True)]
         timings["match"] = (time.perf_counter() - t_match) * 1000
         if explain:
-            t_explain = time.perf_counter()
-            limit = self.settings.explain_max_faces
-            for face, scores, result in list(zip(faces, ranked, results, strict=True))[:limit]:
-                if scores:
-                    result.explanation = self.explain(face, scores[0], thresholds[scores[0].member.group])
-            timings["explain"] = (time.perf_counter() - t_explain) * 1000
+            self._explain_all(faces, ranked, results, galleries, timings)
         timings["total"] = (time.perf_counter() - t0) * 1000
+        return self._result(results, [image], galleries, timings)
+
+    def read_person(
+        self, photos: Sequence[bytes], *, timings: dict[str, float] | None = None
+    ) -> tuple[list[DecodedImage], list[AnalyzedFace]]:
+        """The main face of each photo of one person; errors name the photo (1-based) they are about."""
+        images, mains = [], []
+        for number, data in enumerate(photos, start=1):
+            where = f"photo {number} of {len(photos)}"
+            try:
+                image, faces = self.read(data, timings=timings)
+            except LookalikeError as exc:
+                exc.message, exc.photo = f"{where}: {exc.message}", number
+                raise
+            if not faces:
+                raise NoFace(f"no face was found in {where}", photo=number)
+            images.append(image)
+            mains.append(faces[main_face([f.detection for f in faces], *image.original_size)])
+        return images, mains
+
+    def person_query(self, embeddings: FloatArray) -> FloatArray:
+        """The combined query of one person's photos (their main faces' embeddings, in the order sent);
+        DifferentPeople names a photo of someone else."""
+        odd = odd_one_out(embeddings, min_similarity=self.settings.person_min_similarity)
+        if odd is not None:
+            number, similarity = odd[0] + 1, odd[1]
+            raise DifferentPeople(
+                f"photo {number} of {len(embeddings)} does not show the same person as the others "
+                f"(similarity {similarity:.2f}, at least {self.settings.person_min_similarity} expected)",
+                photo=number,
+            )
+        return combine(embeddings)
+
+    def diagnose_person(
+        self, photos: Sequence[bytes], *, galleries: Sequence[GalleryIndex], explain: bool = False
+    ) -> DiagnoseResult:
+        """Several photos of one person: one answer about the person, from their photos' main faces combined."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        images, mains = self.read_person(photos, timings=timings)
+        t_match = time.perf_counter()
+        query = self.person_query(np.stack([f.embedding for f in mains]))
+        ranked = self.rank(query[None, :], galleries)
+        person = AnalyzedFace(mains[0].detection, query, mains[0].crop)
+        result = self.face_result(person, ranked[0], galleries, also=mains[1:])
+        timings["match"] = (time.perf_counter() - t_match) * 1000
+        if explain:
+            # The heatmap is drawn on the first photo: occlusion needs one real crop.
+            self._explain_all([mains[0]], ranked, [result], galleries, timings)
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return self._result([result], images, galleries, timings)
+
+    def rank(self, queries: FloatArray, galleries: Sequence[GalleryIndex]) -> list[list[MemberScore]]:
+        top = self.settings.top_members
+        return merge_rankings([g.rank(queries, top=top) for g in galleries], top=top)
+
+    def face_result(
+        self,
+        face: AnalyzedFace,
+        scores: list[MemberScore],
+        galleries: Sequence[GalleryIndex],
+        *,
+        also: Sequence[AnalyzedFace] = (),
+    ) -> FaceResult:
+        """`also`: the person's other photos (their boxes and warnings join the first photo's)."""
+        by_group = {g.group: g for g in galleries}
+        result = face_result(face, scores, by_group, min_face_px=self.settings.min_face_px)
+        if also:
+            others = [face_result(f, [], by_group, min_face_px=self.settings.min_face_px) for f in also]
+            result.boxes = [result.box, *[o.box for o in others]]
+            result.warnings = sorted({w for r in (result, *others) for w in r.warnings})
+        return result
+
+    def _explain_all(
+        self,
+        faces: Sequence[AnalyzedFace],
+        ranked: list[list[MemberScore]],
+        results: list[FaceResult],
+        galleries: Sequence[GalleryIndex],
+        timings: dict[str, float],
+    ) -> None:
+        t_explain = time.perf_counter()
+        by_group = {g.group: g for g in galleries}
+        limit = self.settings.explain_max_faces
+        for face, scores, result in list(zip(faces, ranked, results, strict=True))[:limit]:
+            if scores:
+                result.explanation = self.explain(face, scores[0], by_group[scores[0].member.group])
+        timings["explain"] = (time.perf_counter() - t_explain) * 1000
+
+    def _result(
+        self,
+        results: list[FaceResult],
+        images: Sequence[DecodedImage],
+        galleries: Sequence[GalleryIndex],
+        timings: dict[str, float],
+    ) -> DiagnoseResult:
+        infos = [ImageInfo(width=i.original_size[0], height=i.original_size[1], format=i.format.value) for i in images]
         return DiagnoseResult(
             faces=results,
-            image=ImageInfo(width=image.original_size[0], height=image.original_size[1], format=image.format.value),
+            image=infos[0],
+            images=infos if len(infos) > 1 else None,
             model_pack=self.pack_name,
             index_versions={g.group: g.version_id for g in galleries},
             timings_ms={k: round(v, 2) for k, v in timings.items()},
@@ -253,13 +341,13 @@ class Pipeline:
 
 
 def merge_rankings(per_gallery: list[list[list[MemberScore]]], *, top: int) -> list[list[MemberScore]]:
-    """Per face, the members of all galleries ranked together by similarity."""
+    """Per face, the members of all galleries ranked together by score."""
     if not per_gallery:
         return []
     merged: list[list[MemberScore]] = []
     for face_lists in zip(*per_gallery, strict=True):
         combined = [s for lst in face_lists for s in lst]
-        merged.append(sorted(combined, key=lambda s: -s.similarity)[:top])
+        merged.append(sorted(combined, key=lambda s: -s.score)[:top])
     return merged
 
 
@@ -277,17 +365,17 @@ def face_result(
         if hard
     ]
     best = scores[0] if scores else None
-    gallery = galleries[best.member.group] if best else None
-    verdict = "match" if best and gallery and best.similarity >= gallery.threshold else "no_match"
-    genuine_median = gallery.calibration.genuine.get("p50") if gallery else None
+    calibration = galleries[best.member.group].calibration if best else None
+    verdict = calibration.verdict(best.similarity, best.lookalike) if best and calibration else "no_match"
     return FaceResult(
         box=[round(v, 1) for v in d.box],
         det_score=round(d.score, 4),
         landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in d.landmarks],
         verdict=verdict,
-        threshold=gallery.threshold if gallery else None,
-        margin=round(scores[0].similarity - scores[1].similarity, 4) if len(scores) > 1 else None,
-        same_person_likely=bool(best and genuine_median is not None and best.similarity >= genuine_median),
+        thresholds=(
+            Thresholds(same_person=calibration.threshold, lookalike=calibration.lookalike_cut) if calibration else None
+        ),
+        margin=round(scores[0].score - scores[1].score, 4) if len(scores) > 1 else None,
         warnings=warnings,
         matches=[
             MemberMatch(
@@ -296,6 +384,8 @@ def face_result(
                 name=s.member.name,
                 group=s.member.group,
                 similarity=s.similarity,
+                score=s.score,
+                lookalike_score=s.lookalike,
                 resemblance=s.resemblance,
                 closest_photo_id=s.closest_photo_id,
                 photo_url=f"/members/{s.member.id}/photos/{s.closest_photo_id}",
