@@ -19,6 +19,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import numpy as np
@@ -549,3 +550,50 @@ def test_delete_group(api: httpx.Client, gateway: Gateway) -> None:
     assert (
         post_image(api, probe("ikoma_rina"), group=DEMO_GROUP).json()["faces"][0]["matches"][0]["slug"] == "ikoma_rina"
     )
+
+
+def test_a_photo_approved_under_the_wrong_member_is_reported(api: httpx.Client) -> None:
+    """Curation flags a new member's first photo that is clearly another member; a reviewer approves it anyway
+    (a member filed again under a new name). The re-index reports the pair in its job result and in the versions
+    view (with both photos), keeps the reviewer's decision, and calibrates without it."""
+    twice = "twice"
+    assert api.post("/admin/groups", json={"slug": twice, "name": "Twice filed"}).status_code == 201
+    ids = {
+        slug: api.post(f"/admin/groups/{twice}/members", json={"slug": slug, "name": name}).json()["id"]
+        for slug, name in (("asuka", "Asuka Saito"), ("mai", "Mai Shiraishi"), ("asuka_again", "Asuka (new name)"))
+    }
+    for slug, photos in (
+        ("asuka", [demo("saito_asuka", n) for n in (1, 2, 3)]),
+        ("mai", [demo("shiraishi_mai", n) for n in (1, 2, 3)]),
+    ):
+        files = [("files", (f"{slug}-{n}.jpg", data, "image/jpeg")) for n, data in enumerate(photos)]
+        assert (
+            wait_job(api, api.post(f"/admin/members/{ids[slug]}/photos", files=files).json()["job_id"])["status"]
+            == "done"
+        )
+    job = upload_one(api, ids["asuka_again"], probe("saito_asuka", 12))
+    assert job["result"]["members"][f"{twice}/asuka_again"]["flagged"] == 1, job
+    [item] = [i for i in api.get("/admin/review", params={"group": twice}).json() if i["member"] == "asuka_again"]
+    assert item["reason"] == "other_member:asuka"
+    before = api.get(f"/admin/groups/{twice}/versions").json()[0]
+    assert before["suspect_pairs"] == []
+
+    outcome = api.post(f"/admin/photos/{item['photo_id']}/approve").json()
+    reindexed = wait_job(api, outcome["reindex_job_id"])
+    assert reindexed["status"] == "done", reindexed
+    pairs = reindexed["result"]["suspect_pairs"]
+    [pair] = pairs
+    assert (pair["photo_id"], pair["member"], pair["other_member"]) == (item["photo_id"], "asuka_again", "asuka")
+    assert pair["status"] == "approved" and pair["similarity"] > reindexed["result"]["threshold"] - 0.1
+
+    [newest, *_] = api.get(f"/admin/groups/{twice}/versions").json()
+    [shown] = newest["suspect_pairs"]
+    assert shown == {**pair, "photo_url": ANY, "other_photo_url": ANY}
+    for url, photo in ((shown["photo_url"], pair["photo_id"]), (shown["other_photo_url"], pair["other_photo_id"])):
+        assert url == f"/admin/photos/{photo}/image" and api.get(url).status_code == 200
+    assert newest["n_impostor"] == newest["calibration"]["n_impostor"] == 6  # the approved photo is not one of them
+    assert newest["n_faces"] == 7  # a reviewer's decision stands: it is served
+    low, high = newest["threshold_interval"]
+    assert low <= newest["threshold"] <= high
+    assert newest["lookalike_threshold"] is not None and newest["lookalike_threshold"] < newest["threshold"]
+    assert api.delete(f"/admin/groups/{twice}").status_code == 200

@@ -650,6 +650,7 @@ def test_about_states_the_privacy_figures(client: httpx.Client) -> None:
     assert about["stores_uploads"] is False
     assert about["result_ttl_s"] == 3600 and about["max_upload_bytes"] == MAX_UPLOAD
     assert about["model_pack"] == "buffalo_s" and about["explain_max_faces"] >= 1
+    assert about["max_photos"] == 5
 
 
 def test_unknown_route_and_method(client: httpx.Client) -> None:

@@ -134,7 +134,8 @@ def test_ingest_stores_every_photo(cli: Cli) -> None:
 def test_diagnose_json_finds_the_right_identity(cli: Cli) -> None:
     # Not a gallery photo: another greyscale side-view crop of Kevin Sussman.
     body = diagnose_json(cli, FACES / "hard" / "04.jpg")
-    assert set(body) == {"faces", "image", "model_pack", "index_versions", "timings_ms"}
+    assert set(body) == {"faces", "image", "images", "model_pack", "index_versions", "timings_ms"}
+    assert body["images"] is None  # one photo
     assert body["model_pack"] == "buffalo_s"
     assert set(body["index_versions"]) == {GROUP}
     assert body["image"]["format"] == "jpeg"

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, File, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, computed_field, model_validator
 from sqlalchemy.orm import Session
 
 from lookalike import admin
@@ -86,6 +86,38 @@ class GroupAdminOut(BaseModel):
     photos: dict[str, int] = Field(description="photo count per status: ok, flagged, rejected, approved, ...")
 
 
+class SuspectPairOut(BaseModel):
+    """Member `member`'s photo `photo_id` scores `score` against member `other_member` (photo to photo: `similarity`
+    with `other_photo_id`, that member's closest), and `own` against its own member."""
+
+    photo_id: int
+    member_id: int
+    member: str
+    other_photo_id: int
+    other_member_id: int
+    other_member: str
+    similarity: float
+    score: float
+    own: float | None
+    kind: Literal["wrong_member", "both"] = Field(
+        description="wrong_member: looks more like the other member than its own; both: like both (one person "
+        "under two names, twins)"
+    )
+    status: Literal["flagged", "approved"] = Field(
+        description="flagged: sent to the review queue, left out of the version; approved: a reviewer kept it"
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def photo_url(self) -> str:
+        return f"/admin/photos/{self.photo_id}/image"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def other_photo_url(self) -> str:
+        return f"/admin/photos/{self.other_photo_id}/image"
+
+
 class VersionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -98,8 +130,38 @@ class VersionOut(BaseModel):
     created_at: Timestamp
     calibration: dict[str, Any] = Field(
         description="threshold, target_fmr, genuine and impostor percentiles and counts, n_rejected, histogram "
-        "{edges, genuine, impostor} (similarity bins; absent on versions built before it)"
+        "{edges, genuine, impostor, lookalike} (similarity bins, and lookalike-score bins), the lookalike threshold "
+        "and quantile, member scale, reference crowd, fitted tail (fields absent on versions built before them)"
     )
+
+    @computed_field(description="lookalike threshold (on the lookalike score); null on versions built before it")  # type: ignore[prop-decorator]
+    @property
+    def lookalike_threshold(self) -> float | None:
+        value = self.calibration.get("lookalike_threshold")
+        return float(value) if value is not None else None
+
+    @computed_field(description="90 % interval of the same_person threshold (bootstrap over members)")  # type: ignore[prop-decorator]
+    @property
+    def threshold_interval(self) -> list[float]:
+        return list(self.calibration.get("threshold_interval", []))
+
+    @computed_field(description="90 % interval of the lookalike threshold (bootstrap over members)")  # type: ignore[prop-decorator]
+    @property
+    def lookalike_interval(self) -> list[float]:
+        return list(self.calibration.get("lookalike_interval", []))
+
+    @computed_field(description="impostor scores the same_person threshold was fitted on")  # type: ignore[prop-decorator]
+    @property
+    def n_impostor(self) -> int:
+        return int(self.calibration.get("n_impostor", 0))
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="photos that score like the same person against another member (suspected label errors): "
+        "flagged ones wait in the review queue and are not in this version"
+    )
+    @property
+    def suspect_pairs(self) -> list[SuspectPairOut]:
+        return [SuspectPairOut.model_validate(p) for p in self.calibration.get("suspects", [])]
 
 
 class DeletedOut(BaseModel):

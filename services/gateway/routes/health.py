@@ -23,7 +23,8 @@ class About(BaseModel):
     model_pack: str
     stores_uploads: bool = Field(description="always false: uploads are analysed in memory and dropped")
     result_ttl_s: int = Field(description="diagnose results (boxes and scores, no image) are deleted after this")
-    max_upload_bytes: int
+    max_upload_bytes: int = Field(description="all photos of one request together")
+    max_photos: int = Field(description="photos of one person a request may send (image parts)")
     explain_max_faces: int = Field(description="explain=true maps this many faces, largest first")
 
 
@@ -37,6 +38,7 @@ def about(runtime: RuntimeDep) -> About:
         stores_uploads=False,
         result_ttl_s=s.result_ttl_s,
         max_upload_bytes=s.max_upload_bytes,
+        max_photos=s.max_photos,
         explain_max_faces=s.explain_max_faces,
     )
 
