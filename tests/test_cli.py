@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from lookalike.models.packs import BUFFALO_S_SHA256
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO / "tests" / "data" / "faces"
 MINI = FACES / "mini_gallery"
+DEMO = REPO / "demo" / "gallery"
 LOOKALIKE = Path(sys.executable).parent / "lookalike"
 GROUP = "minitest"
 IDENTITIES = sorted(p.name for p in MINI.iterdir() if p.is_dir())
@@ -275,6 +277,39 @@ def test_eval_with_held_out_impostors(cli: Cli) -> None:
     assert report["member_probes"] == 4
     assert report["top1"] == 1.0
     assert 0.0 <= report["fpir"] <= 1.0
+
+
+def test_eval_with_strangers_reports_the_verdicts_steadiness_and_suspects(cli: Cli, tmp_path: Path) -> None:
+    """The demo gallery against the strangers folder: every metric of the three verdicts, read off real answers.
+    The gallery folder gets one photo of Asuka Saito filed under Mai Shiraishi: the suspect report names it."""
+    gallery = tmp_path / "gallery"
+    shutil.copytree(DEMO, gallery)
+    moved = gallery / "shiraishi_mai" / "00_asuka.jpg"  # sorts first: stays in the gallery, not the probe
+    shutil.copy(DEMO / "saito_asuka" / "01.jpg", moved)
+    report = json.loads(ok(cli("eval", gallery, "--strangers", FACES / "strangers", "--json")).stdout)
+    assert report["member_probes"] == 5 and report["stranger_probes"] == sum(
+        1 for _ in (FACES / "strangers").glob("*/*.jpg")
+    )
+    assert report["top1"] == report["tpir_same_person"] == report["tpir"] == report["tpir_lookalike"] == 1.0
+    assert report["stranger_fpir"] == report["same_person_rate"] == 0.0
+    strangers = report["strangers"]["strangers"]
+    assert strangers["by_identity"]["lia_itzy"]["lookalike"] == 2  # a Korean idol who resembles Miona Hori
+    assert strangers["by_identity"]["bill_gates"]["lookalike"] == 0
+    assert report["lookalike_rate"] == pytest.approx(2 / report["stranger_probes"], abs=1e-4)
+    low, high = report["threshold_interval"]
+    assert low <= report["threshold"] <= high and report["impostor_scores"] >= 20
+    assert report["lookalike_threshold"] < report["threshold"] and report["lookalike_quantile"] == 0.5
+    [suspect] = report["suspect_pairs"]
+    assert (Path(suspect["photo"]), suspect["member"], suspect["other_member"]) == (
+        moved,
+        "shiraishi_mai",
+        "saito_asuka",
+    )
+    for key in ("pair_agreement", "pair_agreement_top3", "hub_share", "hub_share_uniform"):
+        assert 0.0 <= report[key] <= 1.0, key
+    assert report["pair_agreement"] <= report["pair_agreement_top3"]
+    assert report["pair_agreement_2photo"] is None  # no stranger here has 4 photos
+    assert report["count_bias"] is None or -1.0 <= report["count_bias"] <= 1.0
 
 
 def test_eval_pairs(cli: Cli) -> None:

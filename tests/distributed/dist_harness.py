@@ -457,6 +457,13 @@ class Cluster:
             data={"group": group} if group else None,
         )
 
+    def post_photos(self, client: httpx.Client, photos: list[bytes], *, group: str | None = None) -> httpx.Response:
+        """Several photos of one person in one request (several `image` parts)."""
+        for data in photos:
+            self.note_upload(data)
+        files = [("image", (f"photo{n}", data, "image/jpeg")) for n, data in enumerate(photos, 1)]
+        return client.post("/diagnose", files=files, data={"group": group} if group else None)
+
     def wait_job_http(self, client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
