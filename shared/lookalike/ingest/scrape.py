@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import select
 
 from lookalike.config import Settings
+from lookalike.context import JobContext
 from lookalike.db import repository as repo
 from lookalike.db.engine import session_scope
 from lookalike.db.models import Face, Member, Photo, Source, utcnow
@@ -35,7 +36,6 @@ from lookalike.ingest.fetcher import Fetcher, FetchPolicy, FetchRefused
 from lookalike.ingest.local import store_photo_file
 from lookalike.ingest.prepare import ordered_map, prepare, sha256
 from lookalike.ingest.sources import ArchiveRefused, Candidate, ZipSource, source_from_spec
-from lookalike.jobs.functions import JobContext
 from lookalike.pipeline.quality import FaceQuality, assess_in_image
 from lookalike.pipeline.types import FloatArray
 

@@ -20,24 +20,16 @@ from typing import Any
 from sqlalchemy import Connection, Row, Table, Update, insert, select, update
 
 from lookalike.config import Settings
+from lookalike.context import JobContext
 from lookalike.db import repository as repo
 from lookalike.db.engine import get_engine, session_scope
 from lookalike.db.models import Job, utcnow
 from lookalike.errors import LookalikeError
-from lookalike.index.registry import IndexRegistry
+from lookalike.index.builder import reindex_group
+from lookalike.ingest import scrape
 from lookalike.jobs.state import JobState
-from lookalike.pipeline.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class JobContext:
-    """What a worker process holds: settings, its models and the index versions it serves."""
-
-    settings: Settings
-    pipeline: Pipeline
-    registry: IndexRegistry
 
 
 def error_of(exc: LookalikeError) -> dict[str, Any]:
@@ -235,8 +227,6 @@ def work_for(ctx: JobContext, kind: str, job_id: str, data: bytes | None) -> Wor
         ).model_dump(mode="json")
     if kind == "reindex":
         return lambda params: reindex_result(ctx, str(params["group"]))
-    from lookalike.ingest import scrape
-
     progress = progress_writer(ctx.settings, job_id)
     if kind == "scrape":
         return lambda params: scrape.scrape_job(ctx, params, progress=progress)
@@ -247,8 +237,6 @@ def work_for(ctx: JobContext, kind: str, job_id: str, data: bytes | None) -> Wor
 
 
 def reindex_result(ctx: JobContext, group: str) -> dict[str, Any]:
-    from lookalike.index.builder import reindex_group
-
     built = reindex_group(ctx.settings, group, model_pack=ctx.pipeline.pack_name)
     return {
         "version_id": built.version_id,
