@@ -149,6 +149,14 @@ def test_progress_is_visible_while_the_scrape_runs(scraped: Scraped) -> None:
     print(f"\nprogress snapshots seen: {len(scraped.progress)}; stages {sorted(set(stages))}")
 
 
+def test_the_finished_job_shows_its_final_progress(scraped: Scraped) -> None:
+    """Not the last throttled write (it used to read stage fetch, 7 of 8 members, nothing curated yet)."""
+    job = scraped.job
+    assert job["progress"]["stage"] == "done", job["progress"]
+    assert job["progress"]["members_done"] == job["progress"]["members_total"] == 5
+    assert job["progress"]["totals"] == job["result"]["totals"]
+
+
 def test_each_member_is_diagnosed_as_themself(scraped: Scraped, api: httpx.Client) -> None:
     for slug in MEMBERS:
         result = post_image(api, (FACES / "probes" / slug / "11.jpg").read_bytes(), group=GROUP).json()

@@ -339,6 +339,7 @@ def _finish(
             "threshold": built.threshold,
             "calibration": built.calibration,
         }
+    progress(_report("done", members, len(members), counts))
     return {
         "totals": _totals(counts),
         "members": {k: c.as_dict() for k, c in counts.items()},
