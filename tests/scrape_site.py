@@ -19,12 +19,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+from loopback import LoopbackHandler, start, stop
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO / "tests" / "data" / "faces"
@@ -135,29 +136,14 @@ class Site:
         return [p for p in paths if self.truth[p] == kind]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     site: Site
-    protocol_version = "HTTP/1.0"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def reply(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name.replace("_", "-"), value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+    def route(self, path: str, query: str) -> None:
         self.site.count(path)
-        with contextlib.suppress(OSError):  # the fetcher hangs up on purpose (caps, deadline)
-            self.route(path)
+        self.serve(path)
 
-    def route(self, path: str) -> None:
+    def serve(self, path: str) -> None:
         site = self.site
         if path == "/robots.txt":
             self.reply(200, ROBOTS, "text/plain")
@@ -238,11 +224,7 @@ def build_site(*, hostile: bool = True) -> Site:
 
 
 def _start(site: Site) -> ThreadingHTTPServer:
-    handler = type("Handler", (_Handler,), {"site": site})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
+    return start(type("Handler", (_Handler,), {"site": site}))
 
 
 @contextlib.contextmanager
@@ -255,9 +237,7 @@ def serve(*, hostile: bool = True) -> Iterator[Site]:
     try:
         yield site
     finally:
-        for server in (site.server, site.decoy.server):
-            server.shutdown()
-            server.server_close()
+        stop(site.server, site.decoy.server)
 
 
 @dataclass(frozen=True)
