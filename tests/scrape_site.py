@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import numpy as np
 from loopback import LoopbackHandler, start, stop
 
@@ -238,6 +239,18 @@ def serve(*, hostile: bool = True) -> Iterator[Site]:
         yield site
     finally:
         stop(site.server, site.decoy.server)
+
+
+def add_members(api: httpx.Client, site: Site, group: str) -> dict[str, int]:
+    """The group, its members and their pages as sources, the operator's way (admin API): slug -> member id."""
+    api.post("/admin/groups", json={"slug": group, "name": "Site"}).raise_for_status()
+    ids = {}
+    for slug in MEMBERS:
+        made = api.post(f"/admin/groups/{group}/members", json={"slug": slug, "name": NAMES[slug]})
+        ids[slug] = made.raise_for_status().json()["id"]
+        source = {"kind": "web_page", "value": site.page_url(slug), "options": {"depth": 0}}
+        api.post(f"/admin/members/{ids[slug]}/sources", json=source).raise_for_status()
+    return ids
 
 
 @dataclass(frozen=True)

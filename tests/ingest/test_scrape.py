@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from scrape_site import FACES, HOSTILE, HOSTILE_PAGE, MEMBERS, NAMES, Site, Tally, serve, tally
+from scrape_site import FACES, HOSTILE, HOSTILE_PAGE, MEMBERS, NAMES, Site, Tally, add_members, serve, tally
 from test_api import Gateway, post_image, run_gateway
 from test_cli import LOOKALIKE
 
@@ -93,13 +93,7 @@ def scraped(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sc
         run_gateway(work / "data", work, expect_ready=False, **env) as gateway,
         httpx.Client(base_url=gateway.base_url, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}) as api,
     ):
-        api.post("/admin/groups", json={"slug": GROUP, "name": "Site"}).raise_for_status()
-        members = {}
-        for slug in MEMBERS:
-            made = api.post(f"/admin/groups/{GROUP}/members", json={"slug": slug, "name": NAMES[slug]})
-            members[slug] = made.raise_for_status().json()["id"]
-            source = {"kind": "web_page", "value": site.page_url(slug), "options": {"depth": 0}}
-            api.post(f"/admin/members/{members[slug]}/sources", json=source).raise_for_status()
+        members = add_members(api, site, GROUP)
         started = time.monotonic()
         accepted = api.post("/admin/scrape", json={"group": GROUP})
         assert accepted.status_code == 202, accepted.text

@@ -35,6 +35,7 @@ from lookalike.schemas import ErrorBody, ErrorResponse, Timestamp
 from services.gateway.auth import ADMIN_ERRORS, AdminRoute, require_admin
 from services.gateway.deps import MAX_ROW_ID, RowId, RuntimeDep
 from services.gateway.routes.diagnose import SLUG, JobAccepted
+from services.gateway.routes.members import GroupOut
 
 router = APIRouter(
     prefix="/admin",
@@ -77,12 +78,7 @@ class GroupPatch(BaseModel):
     name: str = Field(min_length=1, max_length=200)
 
 
-class GroupAdminOut(BaseModel):
-    slug: str
-    name: str
-    members: int
-    index_version: int | None
-    threshold: float | None
+class GroupAdminOut(GroupOut):
     photos: dict[str, int] = Field(description="photo count per status: ok, flagged, rejected, approved, ...")
 
 
@@ -338,15 +334,7 @@ def list_groups(runtime: RuntimeDep) -> list[GroupAdminOut]:
         active = repo.active_version_rows(session, runtime.context.pipeline.pack_name)
         photos = repo.photo_counts(session)
         return [
-            GroupAdminOut(
-                slug=g.slug,
-                name=g.name,
-                members=len(g.members),
-                index_version=active[g.id].id if g.id in active else None,
-                threshold=active[g.id].threshold if g.id in active else None,
-                photos=photos.get(g.id, {}),
-            )
-            for g in repo.list_groups(session)
+            GroupAdminOut(**GroupOut.fields(g, active), photos=photos.get(g.id, {})) for g in repo.list_groups(session)
         ]
 
 
