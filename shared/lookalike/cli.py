@@ -445,7 +445,7 @@ def source_add(
     option: Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE, repeatable (e.g. depth=0)")] = None,
 ) -> None:
     """Add a photo source to a member (validated, nothing fetched until `lookalike scrape`)."""
-    from lookalike.ingest.scrape import add_sources
+    from lookalike.admin import add_sources
 
     options: dict[str, object] = dict(_pairs(option or [], "option"))
     try:

@@ -29,7 +29,6 @@ from lookalike.db.engine import session_scope
 from lookalike.db.models import Group, Member
 from lookalike.errors import InvalidParameter, LookalikeError, NotFound, UploadTooLarge
 from lookalike.imaging import ImageFormat, sniff_format
-from lookalike.ingest.scrape import add_sources
 from lookalike.jobs.functions import KINDS
 from lookalike.schemas import ErrorBody, ErrorResponse, Timestamp
 from services.gateway.auth import ADMIN_ERRORS, AdminRoute, require_admin
@@ -419,7 +418,7 @@ async def delete_member(runtime: RuntimeDep, member_id: RowId) -> MemberDeleted:
 def add_source(runtime: RuntimeDep, member_id: RowId, body: SourceIn) -> SourceOut:
     """Validated as the scraper will build it (an unknown kind or option is a 422); nothing is fetched yet."""
     settings = runtime.settings
-    [source_id] = add_sources(settings, member_id, [(body.kind, body.value, dict(body.options))])
+    [source_id] = admin.add_sources(settings, member_id, [(body.kind, body.value, dict(body.options))])
     with session_scope(settings.sqlalchemy_url) as session:
         source = repo.get_source(session, source_id)
         assert source is not None

@@ -25,7 +25,7 @@ from lookalike.config import Settings
 from lookalike.context import JobContext
 from lookalike.db import repository as repo
 from lookalike.db.engine import session_scope
-from lookalike.db.models import Face, Member, Photo, Source, utcnow
+from lookalike.db.models import Face, Member, Photo, utcnow
 from lookalike.errors import ImageError, InvalidParameter, LookalikeError, NotFound
 from lookalike.imaging import DecodedImage
 from lookalike.index.builder import BuiltVersion, reindex_group
@@ -425,16 +425,3 @@ def _apply(session: Any, decision: Decision, photo: Photo, face_ids: list[int]) 
     for face in list(photo.faces):
         if face.id != keep:
             session.delete(face)
-
-
-def add_sources(settings: Settings, member_id: int, specs: list[tuple[str, str, dict[str, Any]]]) -> list[int]:
-    """Validate and store sources of a member (validation builds each source once, fetching nothing)."""
-    for kind, value, options in specs:
-        source_from_spec(kind, value, **options)
-    with session_scope(settings.sqlalchemy_url) as session:
-        if session.get(Member, member_id) is None:
-            raise NotFound(f"no member {member_id}")
-        rows = [Source(member_id=member_id, kind=k, value=v, options=o) for k, v, o in specs]
-        session.add_all(rows)
-        session.flush()
-        return [r.id for r in rows]
