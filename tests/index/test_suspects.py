@@ -86,4 +86,3 @@ def test_wrong_photos_do_not_move_the_thresholds(clean: tuple[Floats, Ints], noi
     assert abs(result.calibration.threshold - base.threshold) <= 0.02
     assert abs(result.calibration.lookalike_cut - base.lookalike_cut) <= 0.02
     assert result.calibration.n_suspects == len(result.suspects) >= 1
-
