@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -248,14 +247,17 @@ def test_reindex_publishes_a_new_version(cli: Cli) -> None:
 def test_eval_identification(cli: Cli) -> None:
     before_rows = counts(cli.db)
     before_files = snapshot(cli.data_dir)
-    result = ok(cli("eval", MINI, "--json"))
+    result = ok(cli("eval", MINI, "--strangers", FACES / "strangers", "--json"))
     after_files = snapshot(cli.data_dir)
     assert after_files == before_files, "eval touched the served data dir"
     assert counts(cli.db) == before_rows
     report = json.loads(result.stdout)
     assert {"probes", "no_face", "top1", "top3", "tpir", "fpir", "threshold", "stability"} <= set(report)
+    # --strangers: every photo of strangers/<identity>/ is a stranger probe, reported by its folder's name.
+    assert report["stranger_probes"] == report["strangers"]["strangers"]["photos"] == 12
+    assert {"stranger_fpir", "lookalike_rate", "tpir_lookalike", "suspect_pairs", "pair_agreement"} <= set(report)
     # One probe per identity with 2+ photos, and the single photos of colin_powell and kaley_cuoco as impostors.
-    assert report["probes"] == len(IDENTITIES)
+    assert report["probes"] == len(IDENTITIES) + 12
     assert report["member_probes"] == 6 and report["impostor_probes"] == 2
     assert report["no_face"] == 0
     for key in ("top1", "top3", "tpir", "fpir"):
@@ -277,39 +279,6 @@ def test_eval_with_held_out_impostors(cli: Cli) -> None:
     assert report["member_probes"] == 4
     assert report["top1"] == 1.0
     assert 0.0 <= report["fpir"] <= 1.0
-
-
-def test_eval_with_strangers_reports_the_verdicts_steadiness_and_suspects(cli: Cli, tmp_path: Path) -> None:
-    """The demo gallery against the strangers folder: every metric of the three verdicts, read off real answers.
-    The gallery folder gets one photo of Asuka Saito filed under Mai Shiraishi: the suspect report names it."""
-    gallery = tmp_path / "gallery"
-    shutil.copytree(DEMO, gallery)
-    moved = gallery / "shiraishi_mai" / "00_asuka.jpg"  # sorts first: stays in the gallery, not the probe
-    shutil.copy(DEMO / "saito_asuka" / "01.jpg", moved)
-    report = json.loads(ok(cli("eval", gallery, "--strangers", FACES / "strangers", "--json")).stdout)
-    assert report["member_probes"] == 5 and report["stranger_probes"] == sum(
-        1 for _ in (FACES / "strangers").glob("*/*.jpg")
-    )
-    assert report["top1"] == report["tpir_same_person"] == report["tpir"] == report["tpir_lookalike"] == 1.0
-    assert report["stranger_fpir"] == report["same_person_rate"] == 0.0
-    strangers = report["strangers"]["strangers"]
-    assert strangers["by_identity"]["lia_itzy"]["lookalike"] == 2  # a Korean idol who resembles Miona Hori
-    assert strangers["by_identity"]["bill_gates"]["lookalike"] == 0
-    assert report["lookalike_rate"] == pytest.approx(2 / report["stranger_probes"], abs=1e-4)
-    low, high = report["threshold_interval"]
-    assert low <= report["threshold"] <= high and report["impostor_scores"] >= 20
-    assert report["lookalike_threshold"] < report["threshold"] and report["lookalike_quantile"] == 0.5
-    [suspect] = report["suspect_pairs"]
-    assert (Path(suspect["photo"]), suspect["member"], suspect["other_member"]) == (
-        moved,
-        "shiraishi_mai",
-        "saito_asuka",
-    )
-    for key in ("pair_agreement", "pair_agreement_top3", "hub_share", "hub_share_uniform"):
-        assert 0.0 <= report[key] <= 1.0, key
-    assert report["pair_agreement"] <= report["pair_agreement_top3"]
-    assert report["pair_agreement_2photo"] is None  # no stranger here has 4 photos
-    assert report["count_bias"] is None or -1.0 <= report["count_bias"] <= 1.0
 
 
 def test_eval_pairs(cli: Cli) -> None:
