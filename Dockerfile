@@ -92,7 +92,7 @@ FROM base AS worker
 # Alive = the Celery worker answers a ping through the broker (its node name is diagnose@<hostname>, see
 # `lookalike worker`). The models load on the first job, not before, so a short start period is enough.
 HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
-    CMD celery -A services.worker.tasks inspect ping --destination "diagnose@$HOSTNAME" --timeout 10 > /dev/null
+    CMD celery -A services.worker.tasks inspect ping --destination "diagnose@$(hostname)" --timeout 10 > /dev/null
 
 CMD ["lookalike", "worker"]
 
@@ -102,6 +102,6 @@ FROM base AS ingest
 # Alive = the Celery worker answers a ping through the broker (its node name is ingest@<hostname>, see
 # `lookalike ingest-worker`).
 HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
-    CMD celery -A services.ingest.tasks inspect ping --destination "ingest@$HOSTNAME" --timeout 10 > /dev/null
+    CMD celery -A services.ingest.tasks inspect ping --destination "ingest@$(hostname)" --timeout 10 > /dev/null
 
 CMD ["lookalike", "ingest-worker"]

@@ -290,7 +290,7 @@ def test_worker_commands_start_celery_on_their_queue(name: str, monkeypatch: pyt
     assert probe[:4] == ["celery", "-A", module, "inspect"] and "ping" in probe
     node = option(argv, "--hostname", "-n")
     assert node == f"{queue}@%h"
-    assert option(probe, "--destination", "-d") == f"{queue}@$HOSTNAME"
+    assert option(probe, "--destination", "-d") == f"{queue}@$(hostname)"
 
 
 @pytest.mark.parametrize("name", BUILT)
@@ -371,7 +371,9 @@ def test_env_example_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_gateway_wiring() -> None:
     gateway, postgres = SERVICES["gateway"], SERVICES["postgres"]
-    assert "8000:8000" in gateway["ports"]
+    # The host port follows LOOKALIKE_PORT, the port the gateway listens on without Compose; inside, always 8000.
+    assert gateway["ports"] == ["${LOOKALIKE_PORT:-8000}:8000"]
+    assert APP_SERVICES["gateway"][-2:] == ["--port", "8000"]
     env = environment(gateway)
     url = urlsplit(env["LOOKALIKE_DATABASE_URL"] or "")
     pg = environment(postgres)
