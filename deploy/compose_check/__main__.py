@@ -51,6 +51,7 @@ def run(checks: Checklist, *, project: str, gpu: bool) -> None:
         stack = _stack(engine, project, BASE_FILES)
         with checks.check("images built from the Dockerfile (compose build)", required=True):
             stack("build", timeout=3600)
+            engine.prune_builds()
         try:
             _exercise(checks, stack)
         finally:
@@ -100,6 +101,7 @@ def _gpu_overlay(checks: Checklist, engine: Engine, *, cpu: Stack) -> None:
         stack("config", "--quiet")
     with checks.check("GPU overlay: worker image builds with onnxruntime-gpu (no GPU here to run it)") as notes:
         stack("build", "worker", timeout=3600)
+        engine.prune_builds()
         gpu, base = _onnxruntime(engine, stack.image("worker")), _onnxruntime(engine, cpu.image("worker"))
         assert gpu["wheels"] == ["onnxruntime-gpu"], gpu
         assert "CUDAExecutionProvider" in gpu["providers"], gpu

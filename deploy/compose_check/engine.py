@@ -84,6 +84,10 @@ class Engine:
     def version(self) -> str:
         return self.podman("version", "--format", "{{.Client.Version}}").stdout.strip()
 
+    def prune_builds(self) -> None:
+        """Drop the images a rebuild left without a name (Compose's builds only): each holds gigabytes of layers."""
+        self.podman("image", "prune", "--force", "--filter", "label=com.docker.compose.image.builder=classic")
+
     @contextmanager
     def api(self) -> Iterator[None]:
         """`podman system service`: the Docker API on a socket of this check's own, for as long as the block runs."""
