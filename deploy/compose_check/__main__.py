@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import secrets
 import socket
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 from . import scenario, standins
 from .checklist import Abort, Checklist
@@ -18,6 +21,7 @@ from .gateway import Gateway
 from .stack import REPO, Stack
 
 WORKDIR = REPO / "build" / "compose-check"
+LOCK = Path("/run/lock/lookalike-compose-check.lock")
 BASE_FILES = ["docker-compose.yml"]
 GPU_FILES = ["docker-compose.yml", "docker-compose.gpu.yml"]
 # What ONNX Runtime wheel an image holds, and the providers that wheel was built with (no GPU is needed to list them).
@@ -29,11 +33,12 @@ print(json.dumps({"wheels": wheels, "providers": ort.get_available_providers()})
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.compose_check", description=__doc__)
-    parser.add_argument("--no-gpu", action="store_true", help="skip the GPU overlay (its worker image is ~3 GB)")
+    parser.add_argument("--no-gpu", action="store_true", help="skip the GPU overlay (its worker image is 4 GB)")
     parser.add_argument("--project", default="lookalike-check", help="Compose project name (default %(default)s)")
     args = parser.parse_args()
     checks = Checklist()
-    with contextlib.suppress(Abort):  # counted as failed where it happened; what needed it did not run
+    # An Abort was counted where it failed; the checks that needed that one did not run.
+    with _one_at_a_time(), contextlib.suppress(Abort):
         run(checks, project=args.project, gpu=not args.no_gpu)
     print(f"took {checks.elapsed() / 60:.1f} min")
     print(checks.summary())
@@ -49,6 +54,7 @@ def run(checks: Checklist, *, project: str, gpu: bool) -> None:
         notes.append(f"podman {engine.version()}, {len(standins.build(engine))} images")
     with engine.api():
         stack = _stack(engine, project, BASE_FILES)
+        stack.down()  # what an interrupted run may have left: the check starts from empty volumes
         with checks.check("images built from the Dockerfile (compose build)", required=True):
             stack("build", timeout=3600)
             engine.prune_builds()
@@ -66,8 +72,7 @@ def _stack(engine: Engine, project: str, files: list[str]) -> Stack:
 
 
 def _exercise(checks: Checklist, stack: Stack) -> None:
-    env = dict(line.split("=", 1) for line in stack.env_file.read_text().splitlines())
-    gateway = Gateway(f"http://127.0.0.1:{env['LOOKALIKE_PORT']}", env["LOOKALIKE_ADMIN_TOKEN"])
+    gateway = Gateway(f"http://127.0.0.1:{stack.env['LOOKALIKE_PORT']}", stack.env["LOOKALIKE_ADMIN_TOKEN"])
     try:
         with stack.engine.health_checks(stack.project):
             with checks.check("stack up, every service healthy (compose up --wait)", required=True):
@@ -77,9 +82,6 @@ def _exercise(checks: Checklist, stack: Stack) -> None:
             scenario.reindex(checks, gateway)
             scenario.kill_worker_mid_burst(checks, stack, gateway)
             scenario.restart_redis(checks, stack, gateway)
-    except Abort:
-        print(stack.logs(), flush=True)
-        raise
     finally:
         if checks.failed:
             print(stack.logs(), flush=True)
@@ -112,6 +114,19 @@ def _gpu_overlay(checks: Checklist, engine: Engine, *, cpu: Stack) -> None:
 def _onnxruntime(engine: Engine, image: str) -> dict[str, list[str]]:
     out = engine.podman("run", "--rm", "--network", "none", image, "python", "-c", ORT_PROBE, timeout=300).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+@contextlib.contextmanager
+def _one_at_a_time() -> Iterator[None]:
+    """Two checks on one machine (two clones, two CI runs) would share the project's containers and image names:
+    the second waits for the first."""
+    with LOCK.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for the compose check that holds {LOCK}", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _free_port() -> int:

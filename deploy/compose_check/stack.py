@@ -17,6 +17,7 @@ class Stack:
     def __init__(self, engine: Engine, *, project: str, files: list[str], env: dict[str, str], workdir: Path) -> None:
         self.engine = engine
         self.project = project
+        self.env = env
         # An env file of the check's own: a developer's .env (another model pack, say) must not change what runs.
         self.env_file = workdir / f"{project}.env"
         self.env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
