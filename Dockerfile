@@ -30,8 +30,8 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# Dependencies first, in their own layer: source edits do not reinstall them.
-COPY pyproject.toml README.md ./
+# Dependencies first, in their own layer: source and README edits do not reinstall them.
+COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
@@ -61,7 +61,7 @@ assert len(ort) == 1, f'exactly one ONNX Runtime wheel must be installed, found 
 # The tree the code expects at run time: lookalike.db.migrate finds alembic.ini and migrations/ (and the CLI finds
 # demo/) relative to the source, so the package is installed in editable mode from /app, not copied into
 # site-packages.
-COPY alembic.ini ./
+COPY README.md alembic.ini ./
 COPY migrations/ migrations/
 COPY demo/ demo/
 COPY shared/ shared/
