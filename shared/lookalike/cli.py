@@ -184,6 +184,7 @@ def reindex(group: Annotated[str | None, typer.Option("--group", help="Only this
         groups = [group] if group else [g.slug for g in repo.list_groups(session)]
     try:
         for slug in groups:
+            _reembed(settings, slug, pack)
             built = reindex_group(settings, slug, model_pack=pack)
             err.print(
                 f"group {slug}: version {built.version_id} active, {built.n_faces} faces of {built.n_members} "
@@ -191,6 +192,19 @@ def reindex(group: Annotated[str | None, typer.Option("--group", help="Only this
             )
     except LookalikeError as exc:
         fail(exc)
+
+
+def _reembed(settings: Settings, slug: str, pack: str) -> None:
+    """Faces of the pack in use for the group's photos that have none (the pack changed): never mixed."""
+    from lookalike.ingest.reembed import photos_to_reembed, reembed_group
+    from lookalike.pipeline.pipeline import Pipeline
+
+    todo = photos_to_reembed(settings, slug, pack)
+    if todo:
+        err.print(f"group {slug}: {todo} photos have no face of {pack} (the model pack changed): re-embedding them")
+        done = reembed_group(settings, Pipeline(settings), slug)
+        lost = f", {len(done.no_face)} without a face for {pack}" if done.no_face else ""
+        err.print(f"group {slug}: {done.photos} photos re-embedded with {pack}{lost}")
 
 
 @app.command()
