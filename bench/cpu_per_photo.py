@@ -16,6 +16,10 @@ has a new box at IoU >= 0.9, as many faces) and each face keeps its top member a
 
     git worktree add /tmp/today f3defcd
     .venv/bin/python bench/cpu_per_photo.py --baseline /tmp/today [--rounds 2] [--phone 24]
+
+INT8 against fp32 on this tree's code (speed only: embeddings of two packs are not ranked against one index):
+
+    .venv/bin/python bench/cpu_per_photo.py --baseline . --pack buffalo_s-int8 --speed-only
 """
 
 from __future__ import annotations
@@ -291,11 +295,16 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=16, help="photos per alternation")
     parser.add_argument("--phone", type=int, default=24, help="12 MP phone JPEGs (made from one-face photos)")
     parser.add_argument("--every", type=int, default=1, help="time every Nth photo only (a quick look)")
+    parser.add_argument("--pack", default="buffalo_s", help="the new side's model pack (the baseline's: buffalo_s)")
+    parser.add_argument("--model-root", type=Path, help="LOOKALIKE_MODEL_ROOT of both sides")
+    parser.add_argument("--speed-only", action="store_true", help="no same-answers table")
     args = parser.parse_args()
-    settings = {"data_dir": str(REPO / "data" / "bench-cpu"), "ort_threads": 1}
+    settings: dict[str, Any] = {"data_dir": str(REPO / "data" / "bench-cpu"), "ort_threads": 1}
+    if args.model_root:
+        settings["model_root"] = str(args.model_root)
     sides = {
         "baseline": Side("baseline", args.baseline.resolve() / "shared", settings),
-        "new": Side("new", REPO / "shared", settings),
+        "new": Side("new", REPO / "shared", {**settings, "model_pack": args.pack}),
     }
     sets = {s: sorted(str(p.relative_to(args.data)) for p in (args.data / s).rglob("*.jpg")) for s in ANSWER_SETS}
     photos = {n: (args.data / n).read_bytes() for names in sets.values() for n in names}
@@ -331,7 +340,10 @@ def main() -> None:
         "phone_chunk_ratio_median": round(statistics.median(phone_ratios), 3),
         "phone_chunk_ratio_p10_p90": [round(float(np.percentile(phone_ratios, q)), 3) for q in (10, 90)],
     }
-    answer_rows, changed = same_answers(sides["baseline"], results, {**sets, "phone": [n for n, _ in phones]})
+    answer_rows: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    if not args.speed_only:
+        answer_rows, changed = same_answers(sides["baseline"], results, {**sets, "phone": [n for n, _ in phones]})
     for side in sides.values():
         side.close()
 
@@ -340,11 +352,13 @@ def main() -> None:
     print(table(rows, [*columns, "wall_ratio", "new_photos_per_cpu_s"]))
     print(f"\nchunk ratios (baseline / new CPU): {chunks}\n")
     columns = ["set", "photos", "same_faces", "same_answer", "same_answer_share", "no_face_baseline", "no_face_new"]
-    print(table(answer_rows, [*columns, "iou_min", "cosine_p1", "cosine_min"]))
+    if answer_rows:
+        print(table(answer_rows, [*columns, "iou_min", "cosine_p1", "cosine_min"]))
     if changed:
         print("\nchanged answers:\n" + table(changed, ["photo", "faces", "scores"]))
-    data = {"baseline": str(args.baseline), "speed": rows, "chunks": chunks, "answers": answer_rows}
-    print("wrote", write_json("cpu_per_photo", {**data, "changed": changed}))
+    data = {"baseline": str(args.baseline), "pack": args.pack, "speed": rows, "chunks": chunks, "answers": answer_rows}
+    name = "cpu_per_photo" if args.pack == "buffalo_s" else f"cpu_per_photo_{args.pack}"
+    print("wrote", write_json(name, {**data, "changed": changed}))
 
 
 if __name__ == "__main__":

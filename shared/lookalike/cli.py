@@ -283,16 +283,18 @@ def models_list() -> None:
     from lookalike.models.sessions import choose_providers
 
     settings = get_settings()
-    for name in ("buffalo_s", "buffalo_l"):
+    known = ("buffalo_s", "buffalo_l", "buffalo_s-int8")
+    for name in known:
         try:
             pack = resolve_pack(name, model_root=settings.model_root, download=False)
             present = all(p.is_file() for p in pack.files)
-            where = f"{pack.detector.parent} ({'present' if present else 'not downloaded'})"
+            missing = "not made yet: `lookalike models verify buffalo_s-int8`" if "int8" in name else "not downloaded"
+            where = f"{pack.detector.parent} ({'present' if present else missing})"
         except LookalikeError as exc:
             where = exc.message
         mark = "*" if name == settings.model_pack else " "
-        print(f"{mark} {name:10} {where}")
-    if settings.model_pack not in ("buffalo_s", "buffalo_l"):
+        print(f"{mark} {name:14} {where}")
+    if settings.model_pack not in known:
         print(f"* {settings.model_pack} (custom directory)")
     print(f"providers available: {ort.get_available_providers()}; chosen: {choose_providers(settings.providers)}")
 

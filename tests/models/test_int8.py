@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -111,3 +112,7 @@ def test_reindex_reembeds_a_gallery_when_the_pack_changes(int8: ModelPack, model
     assert "re-embedding" not in back.stderr
     diagnosed = json.loads(lookalike("diagnose", str(FACES / "probes/hori_miona/12.jpg"), "--json").stdout)
     assert diagnosed["model_pack"] == "buffalo_s"
+    listed = lookalike("models", "list").stdout
+    assert re.search(r"^  buffalo_s-int8\s+\S+/models/buffalo_s-int8 \(present\)$", listed, re.MULTILINE), listed
+    verified = lookalike("models", "verify", "buffalo_s-int8").stdout
+    assert "pack buffalo_s-int8 verified" in verified
