@@ -9,6 +9,11 @@ latency of POST /diagnose, then service / ceiling. Targets (issue 6): embedded t
 
     .venv/bin/python bench/service_http.py --mode embedded [--clients 1,4] [--requests 150] [--layouts 2:1:1]
     .venv/bin/python bench/service_http.py --mode distributed [--workers 2]
+    .venv/bin/python bench/service_http.py --baseline /tmp/today [--pairs 3] [--clients 4] [--layouts 1:2:1]
+
+With --baseline (a git worktree of another commit), the embedded service of that commit and of this tree are run
+in turn, `--pairs` times each, alternating which goes first; each run reports photos/s and the server's CPU per
+photo (its process's user + system time over the load), and the table gives new / baseline per pair.
 
 The distributed mode needs Redis and Postgres (LOOKALIKE_BENCH_REDIS_URL, default redis://127.0.0.1:6379/5;
 LOOKALIKE_BENCH_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/postgres, where it creates and
@@ -73,7 +78,9 @@ def load_demo(env: dict[str, str], cwd: Path) -> None:
 
 
 @contextmanager
-def started(commands: dict[str, list[str]], env: dict[str, str], cwd: Path, url: str) -> Iterator[None]:
+def started(
+    commands: dict[str, list[str]], env: dict[str, str], cwd: Path, url: str
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     """Start every command, wait for the gateway's /readyz, stop them all afterwards."""
     procs = {}
     try:
@@ -93,7 +100,7 @@ def started(commands: dict[str, list[str]], env: dict[str, str], cwd: Path, url:
             if time.monotonic() > deadline:
                 raise SystemExit("the service did not come up")
             time.sleep(0.3)
-        yield
+        yield procs
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -130,7 +137,61 @@ def load(url: str, photos: list[bytes], *, clients: int, requests: int) -> dict[
     return {"clients": clients, "photos_per_s": round(len(times) / wall, 1), **latency_stats(times)}
 
 
-def service(mode: str, workers: int, layout: str) -> tuple[dict[str, list[str]], dict[str, str], Path, str]:
+def server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped children (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def ab_runs(args: argparse.Namespace, photos: list[bytes]) -> None:
+    """The baseline commit's embedded service against this tree's, alternating, per layout and client count."""
+    code = args.baseline.resolve()
+    rows = []
+    for layout in args.layouts.split(","):
+        for pair in range(args.pairs):
+            for side in ("baseline", "new") if pair % 2 == 0 else ("new", "baseline"):
+                # The baseline's own lookalike and services packages go first on the path, ahead of this tree's.
+                path = f"{code / 'shared'}:{code}" if side == "baseline" else None
+                commands, env, work, url = service("embedded", args.workers, layout, pythonpath=path)
+                with started(commands, env, work, url) as procs:
+                    for clients in (int(c) for c in args.clients.split(",")):
+                        cpu = server_cpu_s(procs["gateway"].pid)
+                        row = {"layout": layout, "pair": pair, "side": side}
+                        row.update(load(url, photos, clients=clients, requests=args.requests))
+                        spent = server_cpu_s(procs["gateway"].pid) - cpu
+                        served = args.requests + min(len(photos), 2 * clients)  # load() warms up first
+                        row["server_cpu_ms_per_photo"] = round(1000 * spent / served, 1)
+                        rows.append(row)
+                shutil.rmtree(work, ignore_errors=True)
+    ratios = []
+    for r in rows:
+        if r["side"] == "new":
+            base = next(
+                b for b in rows if b["side"] == "baseline" and all(b[k] == r[k] for k in ("layout", "pair", "clients"))
+            )
+            ratios.append(
+                {
+                    "layout": r["layout"],
+                    "pair": r["pair"],
+                    "clients": r["clients"],
+                    "baseline_photos_per_s": base["photos_per_s"],
+                    "new_photos_per_s": r["photos_per_s"],
+                    "throughput_ratio": round(r["photos_per_s"] / base["photos_per_s"], 3),
+                    "baseline_cpu_ms": base["server_cpu_ms_per_photo"],
+                    "new_cpu_ms": r["server_cpu_ms_per_photo"],
+                    "cpu_ratio": round(base["server_cpu_ms_per_photo"] / r["server_cpu_ms_per_photo"], 3),
+                    "baseline_p50_ms": base["p50_ms"],
+                    "new_p50_ms": r["p50_ms"],
+                }
+            )
+    print(f"embedded service, {code.name} (baseline) vs this tree, {args.requests} requests per run\n")
+    print(table(ratios, list(ratios[0])))
+    print("wrote", write_json("service_ab", {"baseline": str(code), "runs": rows, "pairs": ratios}))
+
+
+def service(
+    mode: str, workers: int, layout: str, *, pythonpath: str | None = None
+) -> tuple[dict[str, list[str]], dict[str, str], Path, str]:
     work = scratch_dir(mode)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -145,6 +206,8 @@ def service(mode: str, workers: int, layout: str) -> tuple[dict[str, list[str]],
         )
         if lone:  # a 4th field: threads of a lone photo (1: never widen; default: the CPU count)
             env["LOOKALIKE_LONE_THREADS"] = lone[0]
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
         load_demo(env, work)
         return {"gateway": serve}, env, work, url
     import redis
@@ -177,8 +240,13 @@ def main() -> None:
         help="embedded: processes:worker threads:ORT threads[:lone threads], comma-separated (default: the candidates)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="raw ceiling: passes over the photos")
+    parser.add_argument("--baseline", type=Path, help="A/B against the embedded service of this worktree")
+    parser.add_argument("--pairs", type=int, default=3, help="--baseline: runs of each side")
     args = parser.parse_args()
     photos = [p.read_bytes() for p in one_face_photos()]
+    if args.baseline:
+        ab_runs(args, photos)
+        return
 
     raw = raw_ceiling.measure(photos, rounds=args.rounds)
     ceiling = raw["ceiling"]

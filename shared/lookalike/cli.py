@@ -187,6 +187,7 @@ def reindex(group: Annotated[str | None, typer.Option("--group", help="Only this
         groups = [group] if group else [g.slug for g in repo.list_groups(session)]
     try:
         for slug in groups:
+            _reembed(settings, slug, pack)
             built = reindex_group(settings, slug, model_pack=pack, embed=embed)
             cal = built.calibration
             err.print(
@@ -201,6 +202,19 @@ def reindex(group: Annotated[str | None, typer.Option("--group", help="Only this
                 )
     except LookalikeError as exc:
         fail(exc)
+
+
+def _reembed(settings: Settings, slug: str, pack: str) -> None:
+    """Faces of the pack in use for the group's photos that have none (the pack changed): never mixed."""
+    from lookalike.ingest.reembed import photos_to_reembed, reembed_group
+    from lookalike.pipeline.pipeline import Pipeline
+
+    todo = photos_to_reembed(settings, slug, pack)
+    if todo:
+        err.print(f"group {slug}: {todo} photos have no face of {pack} (the model pack changed): re-embedding them")
+        done = reembed_group(settings, Pipeline(settings), slug)
+        lost = f", {len(done.no_face)} without a face for {pack}" if done.no_face else ""
+        err.print(f"group {slug}: {done.photos} photos re-embedded with {pack}{lost}")
 
 
 VERDICT_WORDS = {
@@ -306,16 +320,18 @@ def models_list() -> None:
     from lookalike.models.sessions import choose_providers
 
     settings = get_settings()
-    for name in ("buffalo_s", "buffalo_l"):
+    known = ("buffalo_s", "buffalo_l", "buffalo_s-int8")
+    for name in known:
         try:
             pack = resolve_pack(name, model_root=settings.model_root, download=False)
             present = all(p.is_file() for p in pack.files)
-            where = f"{pack.detector.parent} ({'present' if present else 'not downloaded'})"
+            missing = "not made yet: `lookalike models verify buffalo_s-int8`" if "int8" in name else "not downloaded"
+            where = f"{pack.detector.parent} ({'present' if present else missing})"
         except LookalikeError as exc:
             where = exc.message
         mark = "*" if name == settings.model_pack else " "
-        print(f"{mark} {name:10} {where}")
-    if settings.model_pack not in ("buffalo_s", "buffalo_l"):
+        print(f"{mark} {name:14} {where}")
+    if settings.model_pack not in known:
         print(f"* {settings.model_pack} (custom directory)")
     print(f"providers available: {ort.get_available_providers()}; chosen: {choose_providers(settings.providers)}")
 

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     lone_threads: int = 0
 
     det_size: int = 640
+    # First, cheaper pass that settles photos whose faces are all large and clear (portraits, selfies); other
+    # photos then get the det_size pass. 0 (or det_size and above): no quick pass.
+    quick_det_size: int = 320
     # Second, larger pass used only when a photo shows small faces (crowds).
     large_det_size: int = 1280
     det_threshold: float = 0.5

@@ -15,11 +15,12 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
+from insightface.model_zoo.scrfd import SCRFD
 from PIL import Image
 
 from lookalike.imaging import decode_image
 from lookalike.pipeline.aligner import align
-from lookalike.pipeline.detector import FaceDetector, _shrink
+from lookalike.pipeline.detector import Candidates, FaceDetector, _Scrfd, _shrink
 from lookalike.pipeline.embedder import FaceEmbedder
 from lookalike.pipeline.pipeline import Pipeline
 from lookalike.pipeline.types import Detection
@@ -335,3 +336,114 @@ def test_shrinking_for_the_detector_averages_pixels() -> None:
     assert small.std() < 12  # the mean of ~100 pixels each; sampled pixels would keep most of the ~74 spread
     same, one = _shrink(noise[:100, :200], 300)
     assert one == 1.0 and same.shape == (100, 200, 3)
+
+
+# --------------------------------------------------------------------------- work that follows the photo
+
+
+class CountingDetector(FaceDetector):
+    """The real detector, recording the input size of every SCRFD run it makes."""
+
+    def __init__(self, model_path: Path, **kwargs: Any) -> None:
+        super().__init__(model_path, providers=["CPUExecutionProvider"], threads=1, **kwargs)
+        self.inputs: list[tuple[int, int]] = []
+
+    def _candidates(self, rgb: RGB, size: tuple[int, int], threshold: float) -> Candidates:
+        self.inputs.append(size)
+        return super()._candidates(rgb, size, threshold)
+
+    def pixels(self) -> int:
+        return sum(w * h for w, h in self.inputs)
+
+
+@pytest.fixture(scope="module")
+def counting(pipeline: Pipeline) -> CountingDetector:
+    return CountingDetector(pipeline.pack.detector)
+
+
+@pytest.fixture(scope="module")
+def full_only(pipeline: Pipeline) -> CountingDetector:
+    """The detector without its quick pass: every photo gets the 640 pass."""
+    return CountingDetector(pipeline.pack.detector, quick_size=0)
+
+
+def box_iou(a: Detection, b: Detection) -> float:
+    x1, y1, x2, y2 = max(a.box[0], b.box[0]), max(a.box[1], b.box[1]), min(a.box[2], b.box[2]), min(a.box[3], b.box[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    return inter / (a.width * a.height + b.width * b.height - inter)
+
+
+def test_lean_scrfd_finds_what_insightface_finds(pipeline: Pipeline) -> None:
+    """_Scrfd takes RGB and decodes only the anchors over the threshold: the same boxes, scores and landmarks as
+    insightface's own SCRFD given the BGR photo, on a portrait, a group and a crowd of tiles."""
+    plain = SCRFD(model_file=str(pipeline.pack.detector))
+    lean = _Scrfd(model_file=str(pipeline.pack.detector), static_shape_sessions=False)
+    crowd = np.ascontiguousarray(np.tile(load_rgb("group/02.jpg"), (2, 2, 1)))
+    for rgb in (load_rgb("probes/hori_miona/12.jpg"), load_rgb("group/07.jpg"), crowd):
+        for size in [(640, 640), (640, 448), (128, 128)]:
+            boxes, kps = plain.detect(np.ascontiguousarray(rgb[:, :, ::-1]), input_size=[size], det_thresh=0.3)
+            lean_boxes, lean_kps = lean.detect(rgb, input_size=[size], det_thresh=0.3)
+            assert len(boxes) > 0 or size == (128, 128)
+            np.testing.assert_allclose(lean_boxes, boxes, rtol=1e-5, atol=1e-3)
+            np.testing.assert_allclose(lean_kps, kps, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "rel",
+    ["strangers/meryl_streep/06.jpg", "strangers/bill_gates/04.jpg", "mini_gallery/kevin_sussman/01.jpg"],
+)
+def test_a_portrait_is_settled_by_the_quick_pass(
+    counting: CountingDetector, full_only: CountingDetector, rel: str
+) -> None:
+    """One large, clear face (LFW frames, scoring 0.85 and more): the 320 pass (and the 128 one) find it where the
+    640 pass does, at under a third of the pixels, and nothing else runs."""
+    rgb = load_rgb(rel)
+    counting.inputs.clear()
+    full_only.inputs.clear()
+    quick, full = only_face(counting.detect(rgb)), only_face(full_only.detect(rgb))
+    assert max(max(size) for size in counting.inputs) == 320, counting.inputs
+    assert counting.pixels() < 0.35 * full_only.pixels()
+    assert box_iou(quick, full) >= 0.85
+    assert np.linalg.norm(quick.landmarks - full.landmarks, axis=1).max() <= 0.1 * eye_distance(full)
+
+
+@pytest.mark.parametrize(
+    "rel", ["group/02.jpg", "group/07.jpg", "probes/shiraishi_mai/11.jpg", "probes/hori_miona/12.jpg"]
+)
+def test_small_or_weak_faces_get_the_full_pass(
+    counting: CountingDetector, full_only: CountingDetector, rel: str
+) -> None:
+    """Small faces (a group) or a find under 0.85 at 320 (shiraishi_mai/11 scores 0.75, hori_miona/12 0.83): the
+    640 pass decides, and the answer is the full pass's own."""
+    rgb = load_rgb(rel)
+    counting.inputs.clear()
+    found, full = counting.detect(rgb), full_only.detect(rgb)
+    assert max(max(size) for size in counting.inputs) == 640, counting.inputs
+    assert [d.box for d in found] == [d.box for d in full]
+
+
+def test_a_weak_upright_face_is_checked_on_a_crop(counting: CountingDetector) -> None:
+    """A weak find (rm_bts/12 scores 0.69) is checked against its turns on 160 px crops, not on whole turned
+    photos; none wins, so the upright find stays."""
+    rgb = load_rgb("strangers/rm_bts/12.jpg")
+    counting.inputs.clear()
+    d = only_face(counting.detect(rgb))
+    assert d.score < 0.8
+    crops = [size for size in counting.inputs if size == (160, 160)]
+    assert len(crops) == 4  # upright and three turns
+    assert counting.inputs[-4:] == crops
+    assert d.box == only_face(counting._detect_upright(rgb)).box
+
+
+def test_a_sideways_face_wins_on_its_crop(counting: CountingDetector) -> None:
+    """hard/17 lies on its side: the crop check names the quarter turn that straightens it (-90: clockwise),
+    and only that turn of the whole photo is run."""
+    rgb = load_rgb("hard/17.jpg")
+    upright = counting._detect_upright(rgb)
+    weak = max(upright, key=lambda d: d.score)
+    assert weak.score < 0.8
+    assert counting._turn_on_crop(rgb, weak) == -90.0
+    counting.inputs.clear()
+    counting.detect(rgb)
+    turned_passes = [size for size in counting.inputs if max(size) == 640]
+    assert len(turned_passes) == 2  # the upright 640 pass and the one turned pass

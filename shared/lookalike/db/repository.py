@@ -187,6 +187,21 @@ def gallery_faces(session: Session, group: Group, model_pack: str) -> GalleryFac
     return _gallery_faces(rows, members)
 
 
+def photos_without_pack(session: Session, group_slug: str, model_pack: str) -> list[Photo]:
+    """Usable photos of the group's active members with no face of `model_pack` (their other faces loaded)."""
+    has_face = select(Face.id).where(Face.photo_id == Photo.id, Face.model_pack == model_pack).exists()
+    return list(
+        session.scalars(
+            select(Photo)
+            .join(Member, Photo.member_id == Member.id)
+            .join(Group, Member.group_id == Group.id)
+            .where(Group.slug == group_slug, Member.active.is_(True), Photo.status.in_(USABLE_PHOTO), ~has_face)
+            .options(selectinload(Photo.faces))
+            .order_by(Photo.id)
+        )
+    )
+
+
 def faces_by_ids(session: Session, face_ids: IntArray) -> GalleryFaces:
     """The faces of an index version, in the version's order (to rebuild it where its files are missing)."""
     rows = session.execute(

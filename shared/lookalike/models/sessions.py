@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnx
 import onnxruntime as ort
+from onnx import helper, numpy_helper
 
 # Preference order when the settings name none: the fastest provider the runtime offers, CPU as fallback.
 PREFERRED = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -52,6 +55,52 @@ def provider_args(providers: Sequence[str]) -> list[Any]:
 
 def create_session(path: Path, *, providers: Sequence[str], threads: int) -> ort.InferenceSession:
     on_cpu = providers[0] == "CPUExecutionProvider"
+    model = (cpu_graph(path) if on_cpu else None) or str(path)
     return ort.InferenceSession(
-        str(path), sess_options=session_options(threads=threads, on_cpu=on_cpu), providers=provider_args(providers)
+        model, sess_options=session_options(threads=threads, on_cpu=on_cpu), providers=provider_args(providers)
     )
+
+
+def cpu_graph(path: Path) -> bytes | None:
+    """The model with every per-channel PRelu written as slope*x + (1-slope)*relu(x), or None if it has none.
+
+    ONNX Runtime's CPU provider runs convolutions in a blocked channel layout and fuses what follows them when
+    it can; PRelu it cannot, so each one runs unblocked between two layout reorders: 40% of w600k_mbf's time.
+    Written as two 1x1 depthwise convolutions (per-channel products) and an add, it stays blocked and fuses:
+    the embedder runs in 0.6x the time. The same function, to float rounding (1e-6 of the embedding).
+    """
+    model = onnx.load(str(path))
+    graph = model.graph
+    constants = {i.name: i for i in graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        slope_init = constants.get(node.input[1]) if node.op_type == "PRelu" else None
+        slope = numpy_helper.to_array(slope_init).astype(np.float32) if slope_init is not None else None
+        # Per channel only (shape (C, 1, 1)): a scalar or other broadcast stays a PRelu.
+        if slope is None or slope.ndim != 3 or slope.shape[1:] != (1, 1) or slope.shape[0] < 2:
+            nodes.append(node)
+            continue
+        x, y, channels = node.input[0], node.output[0], slope.shape[0]
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(slope.reshape(channels, 1, 1, 1), f"{y}/slope"),
+                numpy_helper.from_array((1.0 - slope).reshape(channels, 1, 1, 1), f"{y}/rest"),
+            ]
+        )
+        depthwise = {"group": channels, "kernel_shape": [1, 1]}
+        nodes += [
+            helper.make_node("Relu", [x], [f"{y}/relu"]),
+            helper.make_node("Conv", [f"{y}/relu", f"{y}/rest"], [f"{y}/positive"], **depthwise),
+            helper.make_node("Conv", [x, f"{y}/slope"], [f"{y}/linear"], **depthwise),
+            helper.make_node("Add", [f"{y}/linear", f"{y}/positive"], [y]),
+        ]
+    if len(nodes) == len(graph.node):
+        return None
+    del graph.node[:]
+    graph.node.extend(nodes)
+    # The PRelu slopes are unused now; dropped, so ONNX Runtime has nothing to warn about.
+    used = {i for n in graph.node for i in n.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return bytes(model.SerializeToString())

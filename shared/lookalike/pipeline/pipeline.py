@@ -109,6 +109,7 @@ class Pipeline:
             threads=threads,
             det_size=s.det_size,
             large_size=s.large_det_size,
+            quick_size=s.quick_det_size,
             threshold=s.det_threshold,
         )
         return detector, FaceEmbedder(pack.embedder, providers=providers, threads=threads, batch=s.embed_batch)
