@@ -222,7 +222,8 @@ def test_group_and_member_crud(api: httpx.Client) -> None:
     created = api.post("/admin/groups", json={"slug": SQUAD, "name": "The Squad"})
     assert created.status_code == 201, created.text
     assert created.json() == {
-        "slug": SQUAD, "name": "The Squad", "members": 0, "index_version": None, "threshold": None, "photos": {}
+        "slug": SQUAD, "name": "The Squad", "members": 0, "index_version": None, "threshold": None,
+        "lookalike_threshold": None, "photos": {},
     }  # fmt: skip
     assert_error(api.post("/admin/groups", json={"slug": SQUAD, "name": "Again"}), 409, "already_exists")
     assert_error(api.post("/admin/groups", json={"slug": "Bad Slug", "name": "x"}), 422, "invalid_parameter")

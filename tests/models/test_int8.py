@@ -18,7 +18,8 @@ import pytest
 from lookalike.errors import ModelUnavailable
 from lookalike.imaging import decode_image
 from lookalike.models import quantize
-from lookalike.models.packs import ModelPack, resolve_pack, sha256_file, verify_pack
+from lookalike.models.pack import ModelPack, sha256_file
+from lookalike.models.packs import resolve_pack, verify_pack
 from lookalike.pipeline.aligner import align
 from lookalike.pipeline.pipeline import Pipeline
 

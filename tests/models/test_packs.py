@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from lookalike.errors import ModelUnavailable
-from lookalike.models.packs import BUFFALO_S_SHA256, resolve_pack, sha256_file, verify_pack
+from lookalike.models.pack import sha256_file
+from lookalike.models.packs import BUFFALO_S_SHA256, resolve_pack, verify_pack
 from lookalike.models.sessions import choose_providers, create_session
 
 

