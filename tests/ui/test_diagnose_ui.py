@@ -616,6 +616,12 @@ def test_more_photos_on_a_phone_give_one_combined_answer(
         assert target.bounding_box()["height"] >= 44, target.evaluate("e => e.outerHTML")[:80]
     full_height_screenshot(page, screenshot, "diagnose-more-photos-phone")
 
+    # "Why?" explains the combined answer, drawn on the first photo.
+    with page.expect_response(EXPLAIN, timeout=EXPLAIN_TIMEOUT_MS) as explained:
+        card.locator("details.why summary").click()
+    assert len(explained.value.json()["images"]) == len(photos)
+    expect(card.locator("canvas.heatmap")).to_be_visible(timeout=EXPLAIN_TIMEOUT_MS)
+
 
 def test_a_photo_of_someone_else_is_named_and_can_be_removed(open_page: Any, screenshot: Any) -> None:
     page = open_page(locale="ja-JP", viewport=PHONE, mobile=True, expected_errors=("status of 422",))
