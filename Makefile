@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format audit bench up up-gpu clean
+.PHONY: install run test lint format audit bench up up-gpu compose-check clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "lookalike needs Python 3.11")'
@@ -24,8 +24,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared services migrations tests bench
-	$(BIN)/ruff format --check shared services migrations tests bench
+	$(BIN)/ruff check shared services migrations tests bench deploy
+	$(BIN)/ruff format --check shared services migrations tests bench deploy
 	$(BIN)/mypy
 
 # Known vulnerabilities in everything installed in the venv, from PyPI's advisories. --strict: a package that
@@ -34,8 +34,8 @@ audit: $(STAMP)
 	$(BIN)/pip-audit --strict --vulnerability-service pypi --skip-editable --progress-spinner off
 
 format: $(STAMP)
-	$(BIN)/ruff format shared services migrations tests bench
-	$(BIN)/ruff check --fix shared services migrations tests bench
+	$(BIN)/ruff format shared services migrations tests bench deploy
+	$(BIN)/ruff check --fix shared services migrations tests bench deploy
 
 # Every figure of docs/benchmarks.md: tables on stdout, JSON under bench/results/ (about 50 minutes on 2 cores,
 # 20 of them building 1M-face HNSW graphs). GPU: bench/gpu_check.py, on the machine that has one.
@@ -53,6 +53,12 @@ up:
 
 up-gpu:
 	docker compose -f docker-compose.yml -f docker-compose.gpu.yml up --build
+
+# The stack of docker-compose.yml built and run here under podman (Docker Compose's CLI against podman's API), tried
+# through the gateway, torn down; then the GPU overlay's worker image. Needs root (apt-get, podman) and about 10 GB
+# of disk. docs/deployment.md says what it checks and how long it takes.
+compose-check: $(STAMP)
+	$(BIN)/python -m deploy.compose_check
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

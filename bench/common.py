@@ -6,6 +6,7 @@ are shared and noisy, and a ratio survives that where a number of milliseconds d
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -27,6 +28,20 @@ def one_face_photos() -> list[Path]:
     if not photos:
         raise SystemExit(f"no benchmark photos under {FACES}")
     return photos
+
+
+def phone_jpeg(path: Path, size: tuple[int, int]) -> bytes:
+    """The photo centred on a canvas of `size`, enlarged to fill its height, as a phone's JPEG (quality 92)."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    w, h = size
+    img = img.resize((max(1, round(img.width * h / img.height)), h), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGB", size, (200, 200, 200))
+    canvas.paste(img, ((w - img.width) // 2, 0))
+    out = io.BytesIO()
+    canvas.save(out, "JPEG", quality=92)
+    return out.getvalue()
 
 
 def percentile(values: Sequence[float], p: float) -> float:

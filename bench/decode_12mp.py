@@ -11,7 +11,6 @@ of the 1 MP photo (same answer? ratio of times). Target (issue 6): 12 MP diagnos
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from collections.abc import Callable
@@ -19,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import one_face_photos, percentile, scratch_dir, table, write_json
+from common import one_face_photos, percentile, phone_jpeg, scratch_dir, table, write_json
 
 from lookalike.config import Settings
 from lookalike.db.migrate import upgrade
@@ -33,19 +31,6 @@ from lookalike.ingest.local import ingest_folder
 from lookalike.pipeline.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def phone_jpeg(path: Path, size: tuple[int, int]) -> bytes:
-    """The photo centred on a canvas of `size` (4:3), enlarged to fill its height, as a JPEG."""
-    img = Image.open(path).convert("RGB")
-    w, h = size
-    scale = h / img.height
-    img = img.resize((max(1, round(img.width * scale)), h), Image.Resampling.BICUBIC)
-    canvas = Image.new("RGB", size, (200, 200, 200))
-    canvas.paste(img, ((w - img.width) // 2, 0))
-    out = io.BytesIO()
-    canvas.save(out, "JPEG", quality=92)
-    return out.getvalue()
 
 
 def best_of(fn: Callable[[], Any], repeat: int) -> float:

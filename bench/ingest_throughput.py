@@ -30,9 +30,10 @@ import raw_ceiling
 from common import REPO, scratch_dir, table, write_json
 
 from lookalike import admin
+from lookalike.admin import add_sources
 from lookalike.config import Settings
 from lookalike.db.migrate import upgrade
-from lookalike.ingest.scrape import add_sources, scrape_job, upload_job
+from lookalike.ingest.scrape import scrape_job, upload_job
 from lookalike.jobs.functions import JobContext
 from lookalike.runtime import build_context
 

@@ -19,12 +19,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import numpy as np
+from loopback import LoopbackHandler, start, stop
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO / "tests" / "data" / "faces"
@@ -135,29 +137,14 @@ class Site:
         return [p for p in paths if self.truth[p] == kind]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     site: Site
-    protocol_version = "HTTP/1.0"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def reply(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name.replace("_", "-"), value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+    def route(self, path: str, query: str) -> None:
         self.site.count(path)
-        with contextlib.suppress(OSError):  # the fetcher hangs up on purpose (caps, deadline)
-            self.route(path)
+        self.serve(path)
 
-    def route(self, path: str) -> None:
+    def serve(self, path: str) -> None:
         site = self.site
         if path == "/robots.txt":
             self.reply(200, ROBOTS, "text/plain")
@@ -238,11 +225,7 @@ def build_site(*, hostile: bool = True) -> Site:
 
 
 def _start(site: Site) -> ThreadingHTTPServer:
-    handler = type("Handler", (_Handler,), {"site": site})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
+    return start(type("Handler", (_Handler,), {"site": site}))
 
 
 @contextlib.contextmanager
@@ -255,9 +238,19 @@ def serve(*, hostile: bool = True) -> Iterator[Site]:
     try:
         yield site
     finally:
-        for server in (site.server, site.decoy.server):
-            server.shutdown()
-            server.server_close()
+        stop(site.server, site.decoy.server)
+
+
+def add_members(api: httpx.Client, site: Site, group: str) -> dict[str, int]:
+    """The group, its members and their pages as sources, the operator's way (admin API): slug -> member id."""
+    api.post("/admin/groups", json={"slug": group, "name": "Site"}).raise_for_status()
+    ids = {}
+    for slug in MEMBERS:
+        made = api.post(f"/admin/groups/{group}/members", json={"slug": slug, "name": NAMES[slug]})
+        ids[slug] = made.raise_for_status().json()["id"]
+        source = {"kind": "web_page", "value": site.page_url(slug), "options": {"depth": 0}}
+        api.post(f"/admin/members/{ids[slug]}/sources", json=source).raise_for_status()
+    return ids
 
 
 @dataclass(frozen=True)

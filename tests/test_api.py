@@ -429,6 +429,28 @@ def test_body_over_the_cap_with_content_length(client: httpx.Client) -> None:
     assert_error(post_image(client, data), 413, "upload_too_large")
 
 
+def requests_counted(client: httpx.Client, route: str, status: int) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {"method": "POST", "route": route, "status": str(status)}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "lookalike_http_requests_total" and sample.labels == wanted:
+                return sample.value
+    return 0.0
+
+
+def test_a_body_refused_before_routing_counts_under_its_route(client: httpx.Client) -> None:
+    """The 413 from a declared length is answered before the router runs; /metrics still files it under
+    /diagnose (it used to say route "unmatched"), and a path no route takes stays unmatched."""
+    data = b"\xff\xd8\xff" + b"\0" * (MAX_UPLOAD + 200_000)
+    before = requests_counted(client, "/diagnose", 413), requests_counted(client, "unmatched", 413)
+    assert_error(post_image(client, data), 413, "upload_too_large")
+    assert_error(client.post("/nowhere", content=data), 413, "upload_too_large")
+    after = requests_counted(client, "/diagnose", 413), requests_counted(client, "unmatched", 413)
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+
+
 def test_image_over_the_cap_inside_an_allowed_body(client: httpx.Client) -> None:
     # The body cap leaves room for multipart framing; the image itself is capped exactly.
     data = b"\xff\xd8\xff" + b"\0" * (MAX_UPLOAD + 10)

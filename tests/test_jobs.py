@@ -10,9 +10,20 @@ from typing import Any
 import pytest
 
 from lookalike.config import Settings
+from lookalike.db import repository as repo
+from lookalike.db.engine import session_scope
 from lookalike.db.migrate import upgrade
 from lookalike.errors import LookalikeError
-from lookalike.jobs.functions import begin, finish, read_job, record_job, run_inline, run_job
+from lookalike.jobs.functions import (
+    ProgressWriter,
+    begin,
+    finish,
+    read_job,
+    record_job,
+    reporting,
+    run_inline,
+    run_job,
+)
 from lookalike.jobs.state import JobState
 
 
@@ -102,3 +113,31 @@ def test_state_round_trips_through_json(settings: Settings) -> None:
     assert JobState.from_json(state.to_json()) == state
     queued = record_job(settings, job_id="n2", kind="diagnose", params={})
     assert JobState.from_json(queued.to_json()) == queued
+
+
+def stored_progress(settings: Settings, job_id: str) -> dict[str, Any] | None:
+    with session_scope(settings.sqlalchemy_url) as session:
+        job = repo.get_job(session, job_id)
+        assert job is not None
+        return job.progress
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["done", "failed"])
+def test_a_finished_job_shows_its_last_progress(settings: Settings, fails: bool) -> None:
+    """The throttle drops writes that come too soon after the last one; the last report is stored all the same
+    once the job ends, before its outcome (a scrape used to end showing stage fetch, 7 of 8 members)."""
+    record_job(settings, job_id="p1", kind="scrape", params={})
+    progress = ProgressWriter(settings, "p1", every_s=3600)
+
+    def work(_: dict[str, Any]) -> dict[str, Any]:
+        for done in range(1, 9):
+            progress({"stage": "fetch", "members_done": done})
+        assert stored_progress(settings, "p1") == {"stage": "fetch", "members_done": 1}  # the throttle held
+        progress({"stage": "done", "members_done": 8})
+        if fails:
+            raise LookalikeError("no group", code="not_found", status=404)
+        return {"members": 8}
+
+    state = run_job(settings, "p1", reporting(work, progress))
+    assert state.status == ("failed" if fails else "done")
+    assert stored_progress(settings, "p1") == {"stage": "done", "members_done": 8}

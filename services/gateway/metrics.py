@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike.jobs.state import JobState
@@ -59,6 +61,35 @@ async def render(queue_depths: dict[str, int]) -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
+def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """The app's routes with FastAPI's included routers opened up (FastAPI resolves them lazily, so the route an
+    included router would pick is not in its own `matches` answer; a routed request's scope names that route)."""
+    for route in routes:
+        opened = getattr(route, "effective_route_contexts", None)
+        if opened is None:
+            yield route
+        else:
+            yield from (context.original_route for context in opened())
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the request's route. A request refused before routing (413 from its declared length,
+    429) has no route in its scope: it is matched here as the router would match it, so a refused upload counts
+    under /diagnose, and only a path that no route takes counts as unmatched."""
+    route = scope.get("route")
+    if route is None:
+        partial = None  # the path matches but not the method: the router's 405
+        for candidate in _flat(getattr(scope.get("app"), "routes", ())):
+            match, _ = candidate.matches(scope)
+            if match is Match.FULL:
+                route = candidate
+                break
+            if match is Match.PARTIAL and partial is None:
+                partial = candidate
+        route = route or partial
+    return getattr(route, "path", "unmatched")
+
+
 class MetricsMiddleware:
     """Counts every request by its route template (never the raw path: ids would explode the label set)."""
 
@@ -81,8 +112,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            template = route_template(scope)
             method = Request(scope).method
             REQUESTS.labels(method, template, str(status)).inc()
             REQUEST_SECONDS.labels(template).observe(time.perf_counter() - started)

@@ -21,8 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from lookalike.config import Settings
 from lookalike.db import repository as repo
 from lookalike.db.engine import scrub_deleted, session_scope
-from lookalike.db.models import Group, Member, Photo
+from lookalike.db.models import Group, Member, Photo, Source
 from lookalike.errors import InvalidParameter, LookalikeError, NotFound
+from lookalike.ingest.sources import source_from_spec
 
 log = logging.getLogger(__name__)
 # How long a deletion waits for another writer of the group's index (a scrape publishing) before giving up.
@@ -255,3 +256,16 @@ def review(settings: Settings, photo_id: int, *, approve: bool, face_id: int | N
             raise InvalidParameter("face_id is for approving")
         repo.review_photo(session, photo, status="approved" if approve else "excluded", keep_face_id=keep)
         return Reviewed(photo.id, photo.status, photo.member_id, photo.member.group.slug, keep)
+
+
+def add_sources(settings: Settings, member_id: int, specs: list[tuple[str, str, dict[str, Any]]]) -> list[int]:
+    """Validate and store sources of a member (validation builds each source once, fetching nothing)."""
+    for kind, value, options in specs:
+        source_from_spec(kind, value, **options)
+    with session_scope(settings.sqlalchemy_url) as session:
+        if session.get(Member, member_id) is None:
+            raise NotFound(f"no member {member_id}")
+        rows = [Source(member_id=member_id, kind=k, value=v, options=o) for k, v, o in specs]
+        session.add_all(rows)
+        session.flush()
+        return [r.id for r in rows]

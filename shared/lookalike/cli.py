@@ -482,7 +482,7 @@ def source_add(
     option: Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE, repeatable (e.g. depth=0)")] = None,
 ) -> None:
     """Add a photo source to a member (validated, nothing fetched until `lookalike scrape`)."""
-    from lookalike.ingest.scrape import add_sources
+    from lookalike.admin import add_sources
 
     options: dict[str, object] = dict(_pairs(option or [], "option"))
     try:
@@ -511,7 +511,7 @@ def scrape(
     all_members: Annotated[bool, typer.Option("--all", help="Every active member")] = False,
 ) -> None:
     """Fetch, curate and publish member photos from their sources, here (the job the admin API queues)."""
-    from lookalike.jobs.functions import finish, progress_writer, record_job, run_job
+    from lookalike.jobs.functions import ProgressWriter, finish, record_job, reporting, run_job
     from lookalike.jobs.runner import new_job_id
     from lookalike.runtime import build_context
 
@@ -534,7 +534,7 @@ def scrape(
         fail(exc)
     from lookalike.ingest.scrape import scrape_job
 
-    store = progress_writer(settings, job_id)
+    store = ProgressWriter(settings, job_id)
     with progress_bar(f"scrape {scope}") as bar:
         task = bar.add_task("members", total=None)
 
@@ -550,7 +550,7 @@ def scrape(
             )
 
         try:
-            state = run_job(settings, job_id, lambda p: scrape_job(ctx, p, progress=progress))
+            state = run_job(settings, job_id, reporting(lambda p: scrape_job(ctx, p, progress=progress), store))
         except BaseException:
             # Ctrl-C: end the job, or its scope would stay locked with no process to finish it.
             error = {"code": "interrupted", "message": "the scrape was interrupted", "status": 500}

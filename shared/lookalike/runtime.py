@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lookalike.config import Settings
+from lookalike.context import JobContext
 from lookalike.db.migrate import upgrade
 from lookalike.index.registry import IndexRegistry
-from lookalike.jobs.functions import JobContext
 from lookalike.jobs.runner import InlineRunner, Runner
 from lookalike.pipeline.pipeline import Pipeline
 

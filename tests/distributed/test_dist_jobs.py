@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 import pytest
 from dist_harness import (
+    FACES,
     GROUP,
+    REPO,
     SOURCES,
     Cluster,
     Reference,
@@ -28,6 +30,11 @@ from dist_harness import (
     start_cluster,
 )
 from leak_scan import scan_files, scan_redis
+
+from lookalike.config import Settings
+from lookalike.errors import DifferentPeople
+from lookalike.index.registry import IndexRegistry
+from lookalike.pipeline.pipeline import Pipeline
 
 pytestmark = pytest.mark.postgres
 N_JOBS = 200
@@ -131,6 +138,30 @@ def test_200_jobs_answer_like_the_embedded_mode(cluster: Cluster, reference: Ref
         f"{dict(sorted(modes.items()))}; rows {dict(Counter(r['status'] for r in rows))}, attempts {dict(attempts)}, "
         f"deliveries {cluster.deliveries(by_id)}, per worker {dict(served_by)}; all equal to the embedded mode"
     )
+
+
+def test_several_photos_of_one_person_answer_like_the_embedded_mode(
+    cluster: Cluster, stack: Stack, pipeline: Pipeline
+) -> None:
+    """Three photos of one person through the gateway, Redis and a Celery worker: the embedded mode's combined
+    answer, to the last digit; with someone else among them, the same different_people error naming the photo."""
+    registry = IndexRegistry(Settings(database_url=stack.database_url, data_dir=stack.ingest_dir), pipeline.pack_name)
+    saito = [FACES / "probes" / "saito_asuka" / name for name in ("11.jpg", "12.jpg")]
+    photos = [
+        mark(p.read_bytes(), cluster.token()) for p in [*saito, REPO / "demo" / "gallery" / "saito_asuka" / "05.jpg"]
+    ]
+    expected = pipeline.diagnose_person(photos, galleries=registry.galleries(None)).model_dump(mode="json")
+    with cluster.client() as client:
+        response = cluster.post_photos(client, photos)
+        assert response.status_code == 200, response.text
+        assert comparable(response.json()) == comparable(expected)
+        assert len(response.json()["faces"][0]["boxes"]) == 3
+        stranger = mark((FACES / "strangers" / "bill_gates" / "04.jpg").read_bytes(), cluster.token())
+        refused = cluster.post_photos(client, [photos[0], stranger, photos[1]])
+    with pytest.raises(DifferentPeople) as embedded:
+        pipeline.diagnose_person([photos[0], stranger, photos[1]], galleries=registry.galleries(None))
+    assert refused.status_code == 422
+    assert refused.json() == {"error": embedded.value.to_dict()}
 
 
 def test_no_upload_bytes_remain_in_redis_or_on_disk(cluster: Cluster, stack: Stack) -> None:

@@ -35,7 +35,7 @@ from dist_harness import (
     worker_pid,
 )
 from psycopg import sql
-from scrape_site import HOSTILE, HOSTILE_PAGE, MEMBERS, NAMES, Site, serve, tally
+from scrape_site import HOSTILE, HOSTILE_PAGE, MEMBERS, Site, add_members, serve, tally
 from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.postgres
@@ -143,14 +143,7 @@ def diagnose(cluster: Cluster, client: httpx.Client, member: str) -> dict[str, A
 
 
 def test_scrape_on_the_ingest_worker_then_delete_a_member(cluster: Cluster, site: Site, api: httpx.Client) -> None:
-    api.post("/admin/groups", json={"slug": GROUP, "name": "Site"}).raise_for_status()
-    ids = {}
-    for slug in MEMBERS:
-        made = api.post(f"/admin/groups/{GROUP}/members", json={"slug": slug, "name": NAMES[slug]})
-        ids[slug] = made.raise_for_status().json()["id"]
-        source = {"kind": "web_page", "value": site.page_url(slug), "options": {"depth": 0}}
-        api.post(f"/admin/members/{ids[slug]}/sources", json=source).raise_for_status()
-
+    ids = add_members(api, site, GROUP)
     started = time.monotonic()
     accepted = api.post("/admin/scrape", json={"group": GROUP})
     assert accepted.status_code == 202, accepted.text

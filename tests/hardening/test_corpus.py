@@ -1,4 +1,4 @@
-"""Over 1,000 hostile uploads through the real API: `lookalike serve` on loopback, embedded mode, the demo gallery.
+"""Over 800 hostile uploads through the real API: `lookalike serve` on loopback, embedded mode, the demo gallery.
 
 Each answer is checked against what the sample allows and against the same decoder run here (an upload the
 decoder refuses with a code must get that code from the service). Afterwards the same server process is still
@@ -125,7 +125,7 @@ def check(outcome: Outcome, expected_locally: str) -> str | None:
 
 def test_malformed_corpus_through_the_api(gateway: Gateway) -> None:
     samples = corpus()
-    assert len(samples) >= 1000
+    assert len(samples) >= 800
     expected = {s.name: local_code(s.data) for s in samples}
     pid = gateway.process.pid
     probe = read("probes/saito_asuka/11.jpg")
@@ -190,7 +190,7 @@ def test_malformed_corpus_through_the_api(gateway: Gateway) -> None:
     assert p99 < P99_LIMIT_S, f"p99 {p99:.2f} s"
     # Memory. Every picture in the corpus that may decode is at most 3.2 MP (13 MB decoded per worker); what the
     # warm server adds over the run is ONNX Runtime's buffers for new input shapes and the allocator's caches,
-    # measured at about 100 MiB (333 -> 423 MiB, peak +98 MiB). One decoded bomb alone would exceed the peak
+    # measured at 134-142 MiB (323 -> 460-465 MiB, peak +143-146 MiB). One decoded bomb alone would exceed the peak
     # bound: the 8000 x 8000 flat PNG is 64 MB as Pillow's grey image plus 192 MB as our RGB array.
     grown_mib = (after["VmRSS"] - before["VmRSS"]) / 1024
     peak_mib = (after["VmHWM"] - before["VmHWM"]) / 1024

@@ -6,7 +6,6 @@ fail the test, so a broken guard shows up as a failure instead of traffic.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import shutil
@@ -19,12 +18,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
+from loopback import LoopbackHandler, start, stop
 
 from lookalike.imaging import ImageFormat
 from lookalike.ingest.fetcher import (
@@ -112,34 +111,17 @@ class Site:
             return self.hits[key]
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(LoopbackHandler):
     site: Site  # set on a per-site subclass
-    # HTTP/1.0: every response ends with the connection, so bodies without Content-Length are possible.
-    protocol_version = "HTTP/1.0"
 
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-        pass
-
-    def reply(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name.replace("_", "-"), value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        path = parts.path
-        key = path + (f"?{parts.query}" if parts.query else "")
+    def route(self, path: str, query: str) -> None:
+        key = path + (f"?{query}" if query else "")
         n = self.site.count(key)
         with self.site.lock:
             self.site.headers[key] = dict(self.headers.items())
-        with contextlib.suppress(OSError):  # the client hung up, as the fetcher does on purpose
-            self.route(path, n)
+        self.serve(path, n)
 
-    def route(self, path: str, n: int) -> None:
+    def serve(self, path: str, n: int) -> None:
         site, port = self.site, self.site.port
         if path == "/robots.txt":
             self.reply(200, b"User-agent: *\nDisallow: /private/\n", "text/plain")
@@ -223,11 +205,8 @@ def _serve() -> Site:
     class SiteHandler(Handler):
         pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SiteHandler)
-    server.daemon_threads = True
-    site = Site(server)
+    site = Site(start(SiteHandler))
     SiteHandler.site = site
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return site
 
 
@@ -237,9 +216,7 @@ def sites() -> Iterator[tuple[Site, Site]]:
     site, other = _serve(), _serve()
     site.other_port = other.port
     yield site, other
-    for s in (site, other):
-        s.server.shutdown()
-        s.server.server_close()
+    stop(site.server, other.server)
 
 
 @pytest.fixture
@@ -556,8 +533,7 @@ def tls_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, s
     site.server.socket = server_ctx.wrap_socket(site.server.socket, server_side=True)
     client_ctx = ssl.create_default_context(cafile=str(cert))
     yield site, client_ctx
-    site.server.shutdown()
-    site.server.server_close()
+    stop(site.server)
 
 
 def test_https_is_verified_against_the_name_not_the_pinned_address(

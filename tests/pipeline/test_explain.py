@@ -3,6 +3,7 @@ the matched member more than hiding as many of its coldest cells. Real models, t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from lookalike.index.registry import IndexRegistry
 from lookalike.pipeline.aligner import ARCFACE_TEMPLATE
 from lookalike.pipeline.explain import GRID, cell_boxes, occluded, ranked_cells
 from lookalike.pipeline.pipeline import Pipeline
+from lookalike.schemas import DiagnoseResult
 
 FACES = Path(__file__).resolve().parents[1] / "data" / "faces"
 # One probe per demo member: photos of them that are not in the gallery.
@@ -27,12 +29,25 @@ def galleries(demo_data_dir: Path) -> list[GalleryIndex]:
     return IndexRegistry(Settings(data_dir=demo_data_dir), "buffalo_s").galleries()
 
 
+@pytest.fixture(scope="module")
+def explained(pipeline: Pipeline, galleries: list[GalleryIndex]) -> Callable[[Path], DiagnoseResult]:
+    """A probe's explained diagnosis, computed once for the tests that read it (170 embedder runs a face)."""
+    cache: dict[Path, DiagnoseResult] = {}
+
+    def get(probe: Path) -> DiagnoseResult:
+        if probe not in cache:
+            cache[probe] = pipeline.diagnose(probe.read_bytes(), galleries=galleries, explain=True)
+        return cache[probe]
+
+    return get
+
+
 @pytest.mark.parametrize("probe", PROBES, ids=lambda p: p.parent.name)
 def test_hiding_the_hottest_cells_costs_more_than_hiding_the_coldest(
-    pipeline: Pipeline, galleries: list[GalleryIndex], probe: Path
+    pipeline: Pipeline, galleries: list[GalleryIndex], explained: Callable[[Path], DiagnoseResult], probe: Path
 ) -> None:
     data = probe.read_bytes()
-    result = pipeline.diagnose(data, galleries=galleries, explain=True)
+    result = explained(probe)
     face = result.faces[0]
     explanation = face.explanation
     assert explanation is not None
@@ -58,10 +73,10 @@ def test_hiding_the_hottest_cells_costs_more_than_hiding_the_coldest(
     assert drop_hot > drop_cold + 0.1, (drop_hot, drop_cold)
 
 
-def test_transform_maps_the_photo_onto_the_aligned_face(pipeline: Pipeline, galleries: list[GalleryIndex]) -> None:
+def test_transform_maps_the_photo_onto_the_aligned_face(explained: Callable[[Path], DiagnoseResult]) -> None:
     """The UI draws the aligned face from the user's own photo with this matrix: the landmarks must land on
     ArcFace's template, as they do in the crop the embedder saw."""
-    result = pipeline.diagnose(PROBES[0].read_bytes(), galleries=galleries, explain=True)
+    result = explained(PROBES[0])
     face = result.faces[0]
     assert face.explanation is not None
     matrix = np.asarray(face.explanation.transform)

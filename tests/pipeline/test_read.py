@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from bench.common import phone_jpeg
 from lookalike.pipeline.pipeline import DETAIL_PX, Pipeline
 
 FACES = Path(__file__).resolve().parents[1] / "data" / "faces"
-
-
-def phone_jpeg(path: Path, size: tuple[int, int]) -> bytes:
-    """The photo enlarged to the canvas height and centred on it, as a phone-sized JPEG."""
-    img = Image.open(path).convert("RGB")
-    w, h = size
-    img = img.resize((round(img.width * h / img.height), h), Image.Resampling.BICUBIC)
-    canvas = Image.new("RGB", size, (200, 200, 200))
-    canvas.paste(img, ((w - img.width) // 2, 0))
-    out = io.BytesIO()
-    canvas.save(out, "JPEG", quality=92)
-    return out.getvalue()
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -29,12 +29,12 @@ from lookalike.db.engine import session_scope
 from lookalike.db.models import Group, Member
 from lookalike.errors import InvalidParameter, LookalikeError, NotFound, UploadTooLarge
 from lookalike.imaging import ImageFormat, sniff_format
-from lookalike.ingest.scrape import add_sources
 from lookalike.jobs.functions import KINDS
 from lookalike.schemas import ErrorBody, ErrorResponse, Timestamp
 from services.gateway.auth import ADMIN_ERRORS, AdminRoute, require_admin
 from services.gateway.deps import MAX_ROW_ID, RowId, RuntimeDep
 from services.gateway.routes.diagnose import SLUG, JobAccepted
+from services.gateway.routes.members import GroupOut
 
 router = APIRouter(
     prefix="/admin",
@@ -77,12 +77,7 @@ class GroupPatch(BaseModel):
     name: str = Field(min_length=1, max_length=200)
 
 
-class GroupAdminOut(BaseModel):
-    slug: str
-    name: str
-    members: int
-    index_version: int | None
-    threshold: float | None
+class GroupAdminOut(GroupOut):
     photos: dict[str, int] = Field(description="photo count per status: ok, flagged, rejected, approved, ...")
 
 
@@ -217,6 +212,8 @@ class SourceIn(BaseModel):
 
 
 class SourceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     member_id: int
     kind: str
@@ -246,13 +243,17 @@ class ReindexRequest(BaseModel):
 
 
 class AdminJobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     kind: str
     status: str
     attempts: int
     worker: str | None
     params: dict[str, Any]
-    progress: dict[str, Any] | None = Field(description="counts per stage while it runs (scrape, upload)")
+    progress: dict[str, Any] | None = Field(
+        description="counts per stage (scrape, upload): as it runs, and where it ended once finished"
+    )
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     created_at: Timestamp
@@ -310,23 +311,6 @@ def accepted(job_id: str) -> JSONResponse:
     return JSONResponse(status_code=202, content=body.model_dump(), headers={"Location": location})
 
 
-def _job_out(job: repo.Job) -> AdminJobOut:
-    return AdminJobOut(
-        id=job.id,
-        kind=job.kind,
-        status=job.status,
-        attempts=job.attempts,
-        worker=job.worker,
-        params=dict(job.params or {}),
-        progress=job.progress,
-        result=job.result,
-        error=job.error,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-    )
-
-
 def _live_job(url: str, lock_key: str) -> tuple[str, str] | None:
     with session_scope(url) as session:
         job = repo.live_job(session, lock_key)
@@ -376,19 +360,6 @@ def _member_out(url: str, member_id: int) -> MemberAdminOut:
         return _member_admin(member, member.group.slug, repo.member_photo_counts(session, member.id))
 
 
-def _source_out(source: repo.Source) -> SourceOut:
-    return SourceOut(
-        id=source.id,
-        member_id=source.member_id,
-        kind=source.kind,
-        value=source.value,
-        options=dict(source.options or {}),
-        created_at=source.created_at,
-        last_scraped_at=source.last_scraped_at,
-        last_error=source.last_error,
-    )
-
-
 def _require_member(url: str, member_id: int, *, active: bool = False) -> str:
     with session_scope(url) as session:
         member = session.get(Member, member_id)
@@ -424,15 +395,7 @@ def list_groups(runtime: RuntimeDep) -> list[GroupAdminOut]:
         active = repo.active_version_rows(session, runtime.context.pipeline.pack_name)
         photos = repo.photo_counts(session)
         return [
-            GroupAdminOut(
-                slug=g.slug,
-                name=g.name,
-                members=len(g.members),
-                index_version=active[g.id].id if g.id in active else None,
-                threshold=active[g.id].threshold if g.id in active else None,
-                photos=photos.get(g.id, {}),
-            )
-            for g in repo.list_groups(session)
+            GroupAdminOut(**GroupOut.fields(g, active), photos=photos.get(g.id, {})) for g in repo.list_groups(session)
         ]
 
 
@@ -517,11 +480,11 @@ async def delete_member(runtime: RuntimeDep, member_id: RowId) -> MemberDeleted:
 def add_source(runtime: RuntimeDep, member_id: RowId, body: SourceIn) -> SourceOut:
     """Validated as the scraper will build it (an unknown kind or option is a 422); nothing is fetched yet."""
     settings = runtime.settings
-    [source_id] = add_sources(settings, member_id, [(body.kind, body.value, dict(body.options))])
+    [source_id] = admin.add_sources(settings, member_id, [(body.kind, body.value, dict(body.options))])
     with session_scope(settings.sqlalchemy_url) as session:
         source = repo.get_source(session, source_id)
         assert source is not None
-        return _source_out(source)
+        return SourceOut.model_validate(source)
 
 
 @router.get("/members/{member_id}/sources", response_model=list[SourceOut], responses=errors(404))
@@ -529,7 +492,7 @@ def list_sources(runtime: RuntimeDep, member_id: RowId) -> list[SourceOut]:
     url = runtime.settings.sqlalchemy_url
     _require_member(url, member_id)
     with session_scope(url) as session:
-        return [_source_out(s) for s in repo.member_sources(session, member_id)]
+        return [SourceOut.model_validate(s) for s in repo.member_sources(session, member_id)]
 
 
 @router.delete("/sources/{source_id}", status_code=204, response_class=Response, responses=errors(404))
@@ -639,7 +602,7 @@ def list_jobs(
     if kind is not None and kind not in KINDS:
         raise InvalidParameter(f"kind must be one of {', '.join(KINDS)}")
     with session_scope(runtime.settings.sqlalchemy_url) as session:
-        return [_job_out(j) for j in repo.list_jobs(session, kind=kind, status=status, limit=limit)]
+        return [AdminJobOut.model_validate(j) for j in repo.list_jobs(session, kind=kind, status=status, limit=limit)]
 
 
 @router.get("/jobs/{job_id}", response_model=AdminJobOut, responses=errors(404))
@@ -648,7 +611,7 @@ def get_job(runtime: RuntimeDep, job_id: str) -> AdminJobOut:
         job = repo.get_job(session, job_id)
         if job is None:
             raise NotFound(f"no job {job_id}")
-        return _job_out(job)
+        return AdminJobOut.model_validate(job)
 
 
 # --------------------------------------------------------------------------- review

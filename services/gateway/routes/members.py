@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from lookalike.db import repository as repo
 from lookalike.db.engine import session_scope
+from lookalike.db.models import Group, IndexVersion
 from lookalike.errors import NotFound
 from lookalike.schemas import ErrorResponse
 from services.gateway.deps import RowId, RuntimeDep
@@ -51,6 +52,19 @@ class GroupOut(BaseModel):
         default=None, description="lookalike threshold of the active index version (lookalike score)"
     )
 
+    @staticmethod
+    def fields(group: Group, active: dict[int, IndexVersion]) -> dict[str, Any]:
+        """A group's answer fields, given the active index version of each group (repo.active_version_rows)."""
+        version = active.get(group.id)
+        return {
+            "slug": group.slug,
+            "name": group.name,
+            "members": len(group.members),
+            "index_version": version.id if version else None,
+            "threshold": version.threshold if version else None,
+            "lookalike_threshold": version.calibration.get("lookalike_threshold") if version else None,
+        }
+
 
 def _member_out(row: repo.MemberRow) -> dict[str, Any]:
     cover = f"/members/{row.id}/photos/{row.cover_photo_id}" if row.cover_photo_id else None
@@ -61,17 +75,7 @@ def _member_out(row: repo.MemberRow) -> dict[str, Any]:
 def list_groups(runtime: RuntimeDep) -> list[GroupOut]:
     with session_scope(runtime.settings.sqlalchemy_url) as session:
         active = repo.active_version_rows(session, runtime.context.pipeline.pack_name)
-        return [
-            GroupOut(
-                slug=g.slug,
-                name=g.name,
-                members=len(g.members),
-                index_version=active[g.id].id if g.id in active else None,
-                threshold=active[g.id].threshold if g.id in active else None,
-                lookalike_threshold=active[g.id].calibration.get("lookalike_threshold") if g.id in active else None,
-            )
-            for g in repo.list_groups(session)
-        ]
+        return [GroupOut(**GroupOut.fields(g, active)) for g in repo.list_groups(session)]
 
 
 @router.get("/members", response_model=list[MemberOut])

@@ -17,7 +17,8 @@ The resemblance % is a monotone map of the lookalike score with 50 % at the look
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -159,7 +160,7 @@ def _by_member(values: FloatArray, members: IntArray) -> list[FloatArray]:
 
 
 def bootstrap_interval(
-    blocks: list[FloatArray], statistic: Any, *, seed: int = 0, replicates: int = BOOTSTRAP
+    blocks: list[FloatArray], statistic: Callable[[FloatArray], float], *, seed: int = 0, replicates: int = BOOTSTRAP
 ) -> list[float]:
     """The 90 % interval of `statistic` over resamples of whole members (their scores move together: one member
     who resembles another lifts all of their photos)."""
@@ -187,10 +188,13 @@ def calibrate(
     """`rejected`: embeddings of faces known to be other people (wrong photos curation dropped): impostors that
     look like the gallery's own, scored against all members."""
     if len(np.unique(members)) < 2:
-        return _too_small(embeddings, members, k=k, target_fmr=target_fmr, crowd=crowd)
+        return _too_small(embeddings, members, k=k, target_fmr=target_fmr)
     screened = screen(embeddings, members, k=k, target_fmr=target_fmr)
     emb, mem, loo = embeddings[screened.kept], members[screened.kept], screened.loo
     own, gen = loo.impostor, loo.genuine
+    if own.size == 0:  # every other member's photos were suspects: nobody left to play the stranger
+        small = _too_small(emb, mem, k=k, target_fmr=target_fmr)
+        return Calibrated(replace(small.calibration, n_suspects=len(screened.suspects)), screened.suspects, EMPTY)
     rejected_scores = np.zeros(0, np.float32)
     if rejected is not None and rejected.size:
         rejected_scores = np.max(member_top_k(rejected @ emb.T, mem, k=k), axis=1)
@@ -246,7 +250,7 @@ def calibrate(
     return Calibrated(calibration, screened.suspects, crowd)
 
 
-def _too_small(embeddings: FloatArray, members: IntArray, *, k: int, target_fmr: float, crowd: Crowd) -> Calibrated:
+def _too_small(embeddings: FloatArray, members: IntArray, *, k: int, target_fmr: float) -> Calibrated:
     """One member (or none): no stranger to score, so the fallback threshold, and lookalike = same person."""
     gen = leave_one_out(embeddings, members, k=k).genuine if len(embeddings) else np.zeros(0, np.float32)
     gen_med = float(np.median(gen)) if gen.size else FALLBACK_THRESHOLD + 0.25

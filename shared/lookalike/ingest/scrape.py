@@ -22,9 +22,10 @@ import numpy as np
 from sqlalchemy import select
 
 from lookalike.config import Settings
+from lookalike.context import JobContext
 from lookalike.db import repository as repo
 from lookalike.db.engine import session_scope
-from lookalike.db.models import Face, Member, Photo, Source, utcnow
+from lookalike.db.models import Face, Member, Photo, utcnow
 from lookalike.errors import ImageError, InvalidParameter, LookalikeError, NotFound
 from lookalike.imaging import DecodedImage
 from lookalike.index.builder import BuiltVersion, reindex_group
@@ -36,7 +37,6 @@ from lookalike.ingest.fetcher import Fetcher, FetchPolicy, FetchRefused
 from lookalike.ingest.local import store_photo_file
 from lookalike.ingest.prepare import ordered_map, prepare, sha256
 from lookalike.ingest.sources import ArchiveRefused, Candidate, ZipSource, source_from_spec
-from lookalike.jobs.functions import JobContext
 from lookalike.pipeline.quality import FaceQuality, assess_in_image
 from lookalike.pipeline.types import FloatArray
 
@@ -344,6 +344,7 @@ def _finish(
             "suspect_pairs": built.suspect_pairs,
             "calibration": built.calibration,
         }
+    progress(_report("done", members, len(members), counts))
     return {
         "totals": _totals(counts),
         "members": {k: c.as_dict() for k, c in counts.items()},
@@ -431,16 +432,3 @@ def _apply(session: Any, decision: Decision, photo: Photo, face_ids: list[int]) 
     for face in list(photo.faces):
         if face.id != keep:
             session.delete(face)
-
-
-def add_sources(settings: Settings, member_id: int, specs: list[tuple[str, str, dict[str, Any]]]) -> list[int]:
-    """Validate and store sources of a member (validation builds each source once, fetching nothing)."""
-    for kind, value, options in specs:
-        source_from_spec(kind, value, **options)
-    with session_scope(settings.sqlalchemy_url) as session:
-        if session.get(Member, member_id) is None:
-            raise NotFound(f"no member {member_id}")
-        rows = [Source(member_id=member_id, kind=k, value=v, options=o) for k, v, o in specs]
-        session.add_all(rows)
-        session.flush()
-        return [r.id for r in rows]

@@ -20,24 +20,16 @@ from typing import Any
 from sqlalchemy import Connection, Row, Table, Update, insert, select, update
 
 from lookalike.config import Settings
+from lookalike.context import JobContext
 from lookalike.db import repository as repo
 from lookalike.db.engine import get_engine, session_scope
 from lookalike.db.models import Job, utcnow
 from lookalike.errors import LookalikeError
-from lookalike.index.registry import IndexRegistry
+from lookalike.index.builder import reindex_group
+from lookalike.ingest import scrape
 from lookalike.jobs.state import JobState
-from lookalike.pipeline.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class JobContext:
-    """What a worker process holds: settings, its models and the index versions it serves."""
-
-    settings: Settings
-    pipeline: Pipeline
-    registry: IndexRegistry
 
 
 def error_of(exc: LookalikeError) -> dict[str, Any]:
@@ -233,14 +225,12 @@ def work_for(ctx: JobContext, kind: str, job_id: str, data: bytes | None) -> Wor
         return lambda params: diagnose(ctx, params, data)
     if kind == "reindex":
         return lambda params: reindex_result(ctx, str(params["group"]))
-    from lookalike.ingest import scrape
-
-    progress = progress_writer(ctx.settings, job_id)
+    progress = ProgressWriter(ctx.settings, job_id)
     if kind == "scrape":
-        return lambda params: scrape.scrape_job(ctx, params, progress=progress)
+        return reporting(lambda params: scrape.scrape_job(ctx, params, progress=progress), progress)
     if kind == "upload":
         assert data is not None
-        return lambda params: scrape.upload_job(ctx, params, data, progress=progress)
+        return reporting(lambda params: scrape.upload_job(ctx, params, data, progress=progress), progress)
     raise LookalikeError(f"unknown job kind {kind!r}", code="invalid_parameter", status=422)
 
 
@@ -270,8 +260,6 @@ def diagnose(ctx: JobContext, params: dict[str, Any], data: bytes) -> dict[str, 
 
 
 def reindex_result(ctx: JobContext, group: str) -> dict[str, Any]:
-    from lookalike.index.builder import reindex_group
-
     built = reindex_group(ctx.settings, group, model_pack=ctx.pipeline.pack_name, embed=ctx.pipeline.embed_crops)
     return {
         "version_id": built.version_id,
@@ -286,19 +274,40 @@ def reindex_result(ctx: JobContext, group: str) -> dict[str, Any]:
     }
 
 
-def progress_writer(settings: Settings, job_id: str) -> Callable[[dict[str, Any]], None]:
-    """Store a running job's counts per stage, at most twice a second (the result holds the final counts)."""
-    last = [0.0]
+class ProgressWriter:
+    """Stores a running job's counts per stage, at most twice a second; `flush` stores the last counts reported
+    if the throttle held them back, so a job that has ended shows where it ended, not its last timely write."""
 
-    def write(counts: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.5:
+    def __init__(self, settings: Settings, job_id: str, *, every_s: float = 0.5) -> None:
+        self._url = settings.sqlalchemy_url
+        self._job_id = job_id
+        self._every_s = every_s
+        self._written_at = float("-inf")
+        self._pending: dict[str, Any] | None = None
+
+    def __call__(self, counts: dict[str, Any]) -> None:
+        self._pending = dict(counts)
+        if time.monotonic() - self._written_at >= self._every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending is None:
             return
-        last[0] = now
-        with session_scope(settings.sqlalchemy_url) as session:
-            repo.set_progress(session, job_id, dict(counts))
+        with session_scope(self._url) as session:
+            repo.set_progress(session, self._job_id, self._pending)
+        self._pending, self._written_at = None, time.monotonic()
 
-    return write
+
+def reporting(work: Work, progress: ProgressWriter) -> Work:
+    """`work`, then its last progress stored, whatever the throttle held back (before the outcome is written)."""
+
+    def run(params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return work(params)
+        finally:
+            progress.flush()
+
+    return run
 
 
 def purge_finished_jobs(settings: Settings) -> int:

@@ -14,7 +14,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from lookalike.jobs.functions import KINDS, JobContext, purge_finished_jobs, read_job, record_job, run_inline, work_for
+from lookalike.context import JobContext
+from lookalike.jobs.functions import KINDS, purge_finished_jobs, read_job, record_job, run_inline, work_for
 from lookalike.jobs.state import JobState
 
 log = logging.getLogger(__name__)

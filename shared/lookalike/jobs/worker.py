@@ -8,8 +8,9 @@ import threading
 from celery.exceptions import SoftTimeLimitExceeded
 
 from lookalike.config import get_settings
+from lookalike.context import JobContext
 from lookalike.jobs.blobs import BlobStore
-from lookalike.jobs.functions import KINDS, JobContext, finish, run_job, work_for
+from lookalike.jobs.functions import KINDS, finish, run_job, work_for
 from lookalike.jobs.state import JobState
 
 log = logging.getLogger(__name__)
