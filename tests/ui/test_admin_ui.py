@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import base64
 import re
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import ADMIN_TOKEN
-from test_api import DEMO_GROUP, FACES, MEMBERS, Gateway
+from test_api import DEMO_GROUP, FACES, MEMBERS, REPO, Gateway
 
 expect = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in the dev extras)").expect
 
@@ -168,16 +170,19 @@ def test_admin_console_end_to_end(open_page: Any, screenshot: Any, ui_gateway: G
     expect(card.locator(".figures")).to_contain_text(f"Members{served['n_members']}")
     chart = card.locator('figure.chart[data-kind="histogram"]')
     expect(chart).to_be_visible()
-    assert chart.locator(".bars.genuine rect.bar").count() > 0
-    assert chart.locator(".bars.impostor rect.bar").count() > 0
-    expect(chart.locator(".threshold line")).to_have_count(1)
+    # Two panels: the same_person threshold on similarity, the lookalike threshold on the lookalike score.
+    for axis in ("similarity", "lookalike"):
+        panel = chart.locator(f'.chart-panel[data-axis="{axis}"]')
+        assert panel.locator(".bars.genuine rect.bar").count() > 0
+        assert panel.locator(".bars.impostor rect.bar").count() > 0
+        expect(panel.locator(".threshold line")).to_have_count(1)
     screenshot(page, "admin-versions")
 
     # The language switch: everything on screen follows, and back.
     page.click('[data-locale="ja"]')
     expect(page.locator("html")).to_have_attribute("lang", "ja")
     expect(page.locator("#view h1")).to_have_text("インデックス版")
-    expect(chart.locator(".legend")).to_contain_text("本人")
+    expect(chart.locator('[data-axis="similarity"] .legend')).to_contain_text("本人")
     page.click('[data-locale="en"]')
     expect(page.locator("#view h1")).to_have_text("Index versions")
 
@@ -226,3 +231,132 @@ def test_a_refused_session_returns_to_login_on_a_phone(open_page: Any, screensho
     expect(page.locator("table.members tbody tr").first).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     screenshot(page, "admin-mobile")
+
+
+# --------------------------------------------------------------------------- thresholds and suspected label errors
+
+TWICE = "twice"  # a group where one member is filed again under a new name
+DEMO_PHOTOS = REPO / "demo" / "gallery"
+# Reads a chart panel back in score units, through its own axis ticks: where the threshold line and the interval
+# band stand.
+PANEL_MARKS = """(panel) => {
+  const ticks = [...panel.querySelectorAll(".axis text:not(.axis-title)")];
+  const [first, last] = [ticks[0], ticks[ticks.length - 1]].map((t) => [+t.getAttribute("x"), +t.textContent]);
+  const at = (x) => first[1] + ((x - first[0]) * (last[1] - first[1])) / (last[0] - first[0]);
+  const line = panel.querySelector(".threshold line");
+  const band = panel.querySelector("rect.interval");
+  const left = +band.getAttribute("x");
+  return [at(+line.getAttribute("x1")), at(left), at(left + +band.getAttribute("width"))];
+}"""
+
+
+def admin_client(gateway: Gateway) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    return httpx.Client(base_url=gateway.base_url, headers=headers, timeout=60)
+
+
+def wait_job(api: httpx.Client, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
+    while True:
+        job: dict[str, Any] = api.get(f"/admin/jobs/{job_id}").raise_for_status().json()
+        if job["status"] in ("done", "failed"):
+            assert job["status"] == "done", job
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+
+
+def upload(api: httpx.Client, member_id: int, photos: list[Path]) -> None:
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
+    wait_job(api, api.post(f"/admin/members/{member_id}/photos", files=files).raise_for_status().json()["job_id"])
+
+
+def file_asuka_twice(api: httpx.Client) -> None:
+    """Asuka and Mai, then another photo of Asuka under a new member: curation flags it as the other member's, a
+    reviewer approves it anyway, and the re-index reports the pair (as tests/test_admin.py does through the API)."""
+    api.post("/admin/groups", json={"slug": TWICE, "name": "Twice filed"}).raise_for_status()
+    ids = {
+        slug: api.post(f"/admin/groups/{TWICE}/members", json={"slug": slug, "name": name}).json()["id"]
+        for slug, name in (("asuka", "Asuka Saito"), ("mai", "Mai Shiraishi"), ("asuka_again", "Asuka (new name)"))
+    }
+    upload(api, ids["asuka"], [DEMO_PHOTOS / "saito_asuka" / f"0{n}.jpg" for n in (1, 2, 3)])
+    upload(api, ids["mai"], [DEMO_PHOTOS / "shiraishi_mai" / f"0{n}.jpg" for n in (1, 2, 3)])
+    upload(api, ids["asuka_again"], [FACES / "probes" / "saito_asuka" / "12.jpg"])
+    [flagged] = api.get("/admin/review", params={"group": TWICE}).json()
+    outcome = api.post(f"/admin/photos/{flagged['photo_id']}/approve").raise_for_status().json()
+    wait_job(api, outcome["reindex_job_id"])
+
+
+def test_versions_show_both_thresholds_and_a_suspect_pair(open_page: Any, screenshot: Any, ui_gateway: Gateway) -> None:
+    with admin_client(ui_gateway) as api:
+        file_asuka_twice(api)
+        try:
+            versions = api.get(f"/admin/groups/{TWICE}/versions").raise_for_status().json()
+            names = {m["id"]: m["name"] for m in api.get(f"/admin/groups/{TWICE}/members").json()}
+            check_versions_view(open_page, screenshot, versions, names)
+        finally:
+            api.delete(f"/admin/groups/{TWICE}").raise_for_status()
+
+
+def check_versions_view(open_page: Any, screenshot: Any, versions: list[dict[str, Any]], names: dict) -> None:
+    newest, oldest = versions[0], versions[-1]
+    [pair] = newest["suspect_pairs"]
+    assert (pair["kind"], pair["status"]) == ("wrong_member", "approved"), pair
+    page = open_page("/admin")
+    login(page)
+    page.goto(f"/admin#/versions/{TWICE}")
+    card = page.locator(".version").first
+    expect(card).to_have_attribute("data-version-id", str(newest["id"]))
+
+    # Both thresholds, each with its 90 % interval, and the impostor scores the first rests on.
+    for name, value, (low, high) in (
+        ("same_person", newest["threshold"], newest["threshold_interval"]),
+        ("lookalike", newest["lookalike_threshold"], newest["lookalike_interval"]),
+    ):
+        figure = card.locator(f'.figures [data-figure="{name}"]')
+        expect(figure.locator("dd > span")).to_have_text(f"{value:.3f}")
+        expect(figure.locator(".interval")).to_have_text(f"90 % interval {low:.3f}\u2013{high:.3f}")
+    expect(card.locator('.figures [data-figure="impostor"] dd')).to_have_text(str(newest["n_impostor"]))
+
+    # Each threshold drawn on its own axis, inside its shaded interval.
+    for axis, value, interval in (
+        ("similarity", newest["threshold"], newest["threshold_interval"]),
+        ("lookalike", newest["lookalike_threshold"], newest["lookalike_interval"]),
+    ):
+        panel = card.locator(f'.chart-panel[data-axis="{axis}"]')
+        assert panel.locator(".bars rect.bar").count() > 0
+        line, low, high = panel.evaluate(PANEL_MARKS)
+        assert line == pytest.approx(value, abs=0.002), (axis, line, value)
+        assert [low, high] == pytest.approx(interval, abs=0.002), (axis, low, high, interval)
+
+    # The suspect pair: both photos, drawn from the admin API with the token, the members, figures and status.
+    item = card.locator(".suspect-pair")
+    expect(item).to_have_count(1)
+    expect(item).to_have_attribute("data-photo-id", str(pair["photo_id"]))
+    member, other = names[pair["member_id"]], names[pair["other_member_id"]]
+    for n, (photo_id, who) in enumerate(((pair["photo_id"], member), (pair["other_photo_id"], other))):
+        photo = item.locator("figure.suspect-photo").nth(n)
+        expect(photo).to_have_attribute("data-photo-id", str(photo_id))
+        expect(photo.locator("figcaption")).to_have_text(f"{who} photo #{photo_id}")
+        expect(photo.locator("canvas")).to_have_accessible_name(f"{who}'s photo #{photo_id}")
+        assert photo.locator("canvas").evaluate(CANVAS_COLOURS) > 50  # drawn, not blank
+    expect(item.locator(".suspect-similarity")).to_have_text(f"similarity {pair['similarity']:.3f}")
+    expect(item.locator(".suspect-kind")).to_have_text(f"{member}'s photo looks more like {other} than like {member}.")
+    expect(item.locator(".chip")).to_have_text("approved by a reviewer: kept")
+    screenshot(page, "admin-versions-suspects")
+
+    # A version without a lookalike threshold (one member: nobody to be a lookalike of) shows the first panel only.
+    assert oldest["lookalike_threshold"] is None and "lookalike" not in oldest["calibration"]["histogram"], oldest
+    old = page.locator(f'.version[data-version-id="{oldest["id"]}"]')
+    expect(old.locator('.figures [data-figure="lookalike"]')).to_have_count(0)
+    old.locator("details.calibration summary").click()
+    expect(old.locator(".chart-panel")).to_have_count(1)
+    expect(old.locator('.chart-panel[data-axis="similarity"] .threshold line')).to_have_count(1)
+
+    page.click('[data-locale="ja"]')
+    expect(card.locator(".suspects h3")).to_contain_text("ラベル誤りの疑い")
+    expect(card.locator('.figures [data-figure="lookalike"] dt')).to_have_text("そっくりしきい値")
+    expect(item.locator(".chip")).to_contain_text("承認済み")
+    card.locator(".suspects a.review-link").click()
+    expect(page).to_have_url(re.compile(f"#/review/{TWICE}$"))
+    expect(page.locator("#view h1")).to_have_text("レビュー待ち")

@@ -1,6 +1,7 @@
-"""The diagnose page (/) in Chromium against the real gateway and demo gallery: upload, boxes and cards, group
-photos, Japanese, phone width, keyboard-only use, the downloadable result card, the "Why?" heatmap asked for only
-when opened, the figures of GET /about, errors."""
+"""The diagnose page (/) in Chromium against the real gateway and demo gallery: upload, boxes and cards, the three
+verdicts in English and Japanese, group photos, phone width, keyboard-only use, the downloadable result card, the
+"Why?" heatmap asked for only when opened, the figures of GET /about, errors, and more photos of the same person
+combined into one answer."""
 
 from __future__ import annotations
 
@@ -9,17 +10,25 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from unittest.mock import ANY
 
 import httpx
 import pytest
+from conftest import ARTIFACTS
 from PIL import Image, ImageFilter
-from test_api import FACES, MEMBERS, Gateway
+from test_api import FACES, MEMBERS, REPO, Gateway
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
 GROUP_PHOTO = FACES / "group" / "02.jpg"  # five faces, nobody from the demo gallery
 STRANGER = FACES / "strangers" / "meryl_streep" / "06.jpg"
+LOOKALIKE = FACES / "strangers" / "lia_itzy" / "06.jpg"  # not in the gallery, resembles Miona Hori (~57 %)
+NOBODY = FACES / "strangers" / "bill_gates" / "04.jpg"
+# Three photos of Asuka Saito: two probes and one of her gallery photos.
+ASUKA = [FACES / "probes" / "saito_asuka" / "11.jpg", FACES / "probes" / "saito_asuka" / "12.jpg"]
+ASUKA_GALLERY = REPO / "demo" / "gallery" / "saito_asuka" / "05.jpg"
+PHONE = (390, 844)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_TABS = 20
 SELECTED = re.compile(r"\bselected\b")
@@ -142,15 +151,15 @@ def test_member_photo_shows_that_member_first(open_page: Any, screenshot: Any, m
         diagnose(page, probe(slug))
         card = page.locator(".face-card")
         expect(card).to_have_count(1)
-        expect(card).to_have_class("face-card match")
-        expect(card.locator(".headline")).to_have_text(f"You look like {members[slug]['name']}!")
+        expect(card).to_have_class("face-card same_person")
+        expect(card.locator(".headline")).to_have_text(f"So close it might be {members[slug]['name']} in person!")
         expect(card.locator(".member-name").first).to_have_text(members[slug]["name"])
         expect(card.locator(".member img").first).to_have_attribute(
             "src", re.compile(f"^/members/{members[slug]['id']}/photos/\\d+$")
         )
         expect(page.locator("#status")).to_have_text("Found 1 face.")
     expect(page.locator(".face-box")).to_have_count(1)
-    screenshot(page, "diagnose-match")
+    screenshot(page, "diagnose-member")
 
 
 def test_stranger_resembles_nobody(open_page: Any, screenshot: Any) -> None:
@@ -160,7 +169,7 @@ def test_stranger_resembles_nobody(open_page: Any, screenshot: Any) -> None:
     card = page.locator(".face-card")
     expect(card).to_have_class("face-card no_match")
     expect(card.locator(".headline")).to_have_text("You resemble nobody in this group")
-    expect(card.locator(".nobody")).to_contain_text("one of a kind")
+    expect(card.locator(".verdict-note")).to_contain_text("one of a kind")
     # The closest candidates are still shown, labelled as not close enough.
     expect(card.locator(".matches-title")).to_have_text("Closest, but not close enough")
     expect(card.locator(".member")).to_have_count(3)
@@ -238,14 +247,15 @@ def test_japanese_from_the_browser_and_the_toggle(
     diagnose(page, probe("hori_miona"))
     # Member names come in Japanese from the member's meta.name_ja.
     name_ja = members["hori_miona"]["meta"]["name_ja"]
-    expect(page.locator(".face-card .headline")).to_contain_text(f"{name_ja}さんに似ています")
+    headline = f"ご本人かも？と思うほど、{name_ja}さんにそっくりです！"  # noqa: RUF001 (Japanese punctuation)
+    expect(page.locator(".face-card .headline")).to_have_text(headline)
     expect(page.locator(".privacy")).to_contain_text("は1時間だけ保管し、その後削除します。")
     screenshot(page, "diagnose-ja")
 
     page.get_by_role("button", name="English").click()
     expect(html).to_have_attribute("lang", "en")
     expect(page.locator("h1")).to_have_text("Which idol do you look like?")
-    expect(page.locator(".face-card .headline")).to_have_text("You look like Miona Hori!")
+    expect(page.locator(".face-card .headline")).to_have_text("So close it might be Miona Hori in person!")
     expect(page.locator(".privacy")).to_contain_text("are kept for 1 hour, then deleted.")
     page.reload()  # the choice is remembered over the browser's language
     expect(html).to_have_attribute("lang", "en")
@@ -351,7 +361,7 @@ def test_explanation_errors_stay_in_the_disclosure(open_page: Any, screenshot: A
     why.locator("summary").click()
     expect(why.locator(".why-problem")).to_contain_text("We couldn't work out the explanation this time.")
     expect(page.locator("#error")).to_be_hidden()
-    expect(page.locator(".face-card .headline")).to_contain_text("You look like")
+    expect(page.locator(".face-card .headline")).to_contain_text("So close it might be")
 
     # The server's face moved by more than a pixel: not this card's face.
     moved = json.loads(json.dumps(answer))
@@ -414,3 +424,244 @@ def test_errors_are_friendly_alerts(open_page: Any, photo: Path, code: int, mess
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text(message)
     expect(page.locator("#results")).to_be_hidden()
+
+
+# --------------------------------------------------------------------------- the three verdicts
+
+
+class Verdict(NamedTuple):
+    photo: Path
+    headline: str  # {name}: the best member's name
+    note: str
+    headline_ja: str  # {name}: the member's Japanese name
+    note_ja: str
+
+
+VERDICTS = {
+    "same_person": Verdict(
+        ASUKA[0],
+        "So close it might be {name} in person!",
+        "Faces this close usually belong to one and the same person.",
+        "ご本人かも？と思うほど、{name}さんにそっくりです！",  # noqa: RUF001 (Japanese punctuation)
+        "ここまで近い顔は、ふつうは同じ人どうしです。",
+    ),
+    "lookalike": Verdict(
+        LOOKALIKE,
+        "You look like {name}!",
+        "You resemble {name} more than the members usually resemble each other.",
+        "{name}さんに似ています！",  # noqa: RUF001 (Japanese punctuation)
+        "メンバーどうしが似ている以上に、あなたは{name}さんに似ています。",
+    ),
+    "no_match": Verdict(
+        NOBODY,
+        "You resemble nobody in this group",
+        "Your face is one of a kind here: no member is close enough to call you a lookalike.",
+        "このグループには、似ている人がいませんでした",
+        "ここでは、あなたはオンリーワン。そっくりと言えるほど近いメンバーはいませんでした。",
+    ),
+}
+BAR_NOTE = "The line on each bar marks 50%: from there on, you count as a lookalike."
+BAR_NOTE_JA = "バーの線は50%の位置です。ここを超えると「そっくりさん」と判定します。"
+# The share of its bar the first member's fill takes.
+BAR_SHARE = "card => { const bar = card.querySelector('.bar'); return bar.firstChild.offsetWidth / bar.offsetWidth; }"
+
+
+@pytest.mark.parametrize("verdict", list(VERDICTS))
+def test_three_verdicts_in_english_and_japanese(
+    open_page: Any, screenshot: Any, api: httpx.Client, members: dict, verdict: str
+) -> None:
+    expected = VERDICTS[verdict]
+    [face] = api_faces(api, expected.photo)
+    assert face["verdict"] == verdict, face  # what the demo gallery answers for this photo
+    best = face["matches"][0]
+    page = open_page()
+    diagnose(page, expected.photo)
+    card = page.locator(".face-card")
+    expect(card).to_have_class(f"face-card {verdict}")
+    expect(page.locator(".face-box")).to_have_class(f"face-box {verdict}")
+    expect(card.locator(".headline")).to_have_text(expected.headline.format(name=best["name"]))
+    expect(card.locator(".verdict-note")).to_have_text(expected.note.format(name=best["name"]))
+    expect(card.locator(".member-name").first).to_have_text(best["name"])
+    expect(card.locator(".member-pct").first).to_have_text(f"{round(best['resemblance'])}%")
+    # 50 % is the lookalike line: the bars of same_person and lookalike pass it, no_match's stops short.
+    expect(page.locator(".threshold-note")).to_have_text(BAR_NOTE)
+    share = card.evaluate(BAR_SHARE)
+    assert abs(share - best["resemblance"] / 100) < 0.02, share
+    assert (share > 0.5) == (verdict != "no_match"), share
+    screenshot(page, f"diagnose-verdict-{verdict.replace('_', '-')}")
+
+    page.get_by_role("button", name="日本語").click()
+    name_ja = members[best["slug"]]["meta"]["name_ja"]
+    expect(card.locator(".headline")).to_have_text(expected.headline_ja.format(name=name_ja))
+    expect(card.locator(".verdict-note")).to_have_text(expected.note_ja.format(name=name_ja))
+    expect(page.locator(".threshold-note")).to_have_text(BAR_NOTE_JA)
+    screenshot(page, f"diagnose-verdict-{verdict.replace('_', '-')}-ja")
+
+
+# Records the text every canvas draws, so that the saved result card's words can be read back.
+RECORD_CANVAS_TEXT = """() => {
+  window.canvasTexts = [];
+  const fillText = CanvasRenderingContext2D.prototype.fillText;
+  CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+    window.canvasTexts.push(String(text));
+    return fillText.call(this, text, ...rest);
+  };
+}"""
+CARD_SIZE = 1080
+CARD_BAR = (220, 913, 640)  # x, middle y and width of the resemblance bar on the card (share.js)
+CARD_PINK = (228, 80, 143)
+CARD_TRACK = (239, 231, 241)
+
+
+def save_card(page: Any, name: str) -> tuple[Image.Image, list[str]]:
+    """Click "save", keep the PNG under test-artifacts/ui/; the image and the texts drawn on it."""
+    page.evaluate("window.canvasTexts = []")
+    with page.expect_download() as download:
+        page.locator(".face-card .card-actions button").click()
+    assert download.value.suggested_filename == "lookalike-face-1.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    download.value.save_as(path)
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    return Image.open(path).convert("RGB"), page.evaluate("window.canvasTexts")
+
+
+def test_result_card_of_a_lookalike(open_page: Any, api: httpx.Client, members: dict) -> None:
+    [face] = api_faces(api, LOOKALIKE)
+    best = face["matches"][0]
+    pct = round(best["resemblance"])
+    page = open_page()
+    page.add_init_script(script=f"({RECORD_CANVAS_TEXT})()")
+    page.reload()
+    diagnose(page, LOOKALIKE)
+    card, texts = save_card(page, "card-lookalike")
+    assert card.size == (CARD_SIZE, CARD_SIZE)
+    assert {"Lookalike!", f"{pct}% alike", best["name"], "You", "Face 1"} <= set(texts), texts
+    # The bar is filled to the resemblance, past the 50 % line.
+    x, y, width = CARD_BAR
+    end = x + width * pct / 100
+    assert pct > 50
+    assert card.getpixel((int(x + width / 2 + 10), y)) == CARD_PINK
+    assert card.getpixel((int(end - 6), y)) == CARD_PINK
+    assert card.getpixel((int(end + 6), y)) == CARD_TRACK
+
+    page.get_by_role("button", name="日本語").click()
+    _, texts = save_card(page, "card-lookalike-ja")
+    name_ja = members[best["slug"]]["meta"]["name_ja"]
+    words = {"そっくりさん！", f"そっくり度 {pct}%", name_ja, "あなた"}  # noqa: RUF001 (Japanese punctuation)
+    assert words <= set(texts), texts
+
+
+# --------------------------------------------------------------------------- more photos of the same person
+
+# Where each thumbnail's face box sits, as fractions of its picture: [x1, y1, x2, y2], null without a box.
+THUMB_BOXES = """() => [...document.querySelectorAll('.more-photo')].map((item) => {
+  const picture = item.querySelector('.thumb img').getBoundingClientRect();
+  const box = item.querySelector('.thumb-box')?.getBoundingClientRect();
+  if (!box) return null;
+  return [(box.left - picture.left) / picture.width, (box.top - picture.top) / picture.height,
+          (box.right - picture.left) / picture.width, (box.bottom - picture.top) / picture.height];
+})"""
+
+
+def api_person(api: httpx.Client, photos: list[Path]) -> dict[str, Any]:
+    files = [("image", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
+    answer: dict[str, Any] = api.post("/diagnose", files=files).raise_for_status().json()
+    return answer
+
+
+def test_more_photos_on_a_phone_give_one_combined_answer(
+    open_page: Any, screenshot: Any, api: httpx.Client, about: dict[str, Any]
+) -> None:
+    photos = [*ASUKA, ASUKA_GALLERY]
+    expected = api_person(api, photos)
+    [person] = expected["faces"]
+    single = api_faces(api, photos[0])[0]["matches"][0]["resemblance"]
+    page = open_page(viewport=PHONE, mobile=True)
+    diagnoses = record_diagnoses(page)
+    diagnose(page, photos[0])
+    panel = page.locator("#more-photos")
+    expect(panel.get_by_role("heading")).to_have_text("Add more photos of you for a steadier answer")
+    expect(page.locator("#more-files")).to_have_attribute("multiple", "")
+    expect(page.locator("#more-files")).to_have_attribute("accept", "image/*")
+    expect(page.locator("#more-count")).to_have_text(f"1 of {about['max_photos']} photos")
+    expect(page.locator(".face-card .member-pct").first).to_have_text(f"{round(single)}%")
+
+    with page.expect_response(FIRST_ANSWER) as answered:
+        page.set_input_files("#more-files", [str(p) for p in photos[1:]])
+    # One request with every photo (one image part each), answered about the person.
+    assert answered.value.json() == {**expected, "timings_ms": ANY}
+    card = page.locator(".face-card")
+    expect(card.locator(".from-photos")).to_have_text("One answer from your 3 photos")
+    expect(page.locator("#more-status")).to_have_text("Updated: one answer from your 3 photos.")
+    expect(card).to_have_count(1)
+    expect(card).to_have_class(f"face-card {person['verdict']}")
+    shown = [f"{round(m['resemblance'])}%" for m in person["matches"][:3]]
+    expect(card.locator(".member-pct")).to_have_text(shown)
+    expect(page.locator("#more-count")).to_have_text(f"3 of {about['max_photos']} photos")
+    assert len(diagnoses) == 2, diagnoses
+
+    # Every photo in the tray with its main face boxed where the answer found it.
+    expect(page.locator(".more-photo")).to_have_count(3)
+    for picture in page.locator(".more-photo img").all():
+        expect(picture).to_have_js_property("complete", True)
+    boxes = page.evaluate(THUMB_BOXES)
+    for got, box, image in zip(boxes, person["boxes"], expected["images"], strict=True):
+        want = [box[0] / image["width"], box[1] / image["height"], box[2] / image["width"], box[3] / image["height"]]
+        assert got == pytest.approx(want, abs=0.02), (got, want)
+    expect(page.get_by_role("button", name="Remove photo 1")).to_have_count(0)  # the answer starts from it
+
+    assert page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]") == [PHONE[0], PHONE[0]]
+    for target in panel.locator("label.button, button:visible").all():
+        assert target.bounding_box()["height"] >= 44, target.evaluate("e => e.outerHTML")[:80]
+    full_height_screenshot(page, screenshot, "diagnose-more-photos-phone")
+
+    # "Why?" explains the combined answer, drawn on the first photo.
+    with page.expect_response(EXPLAIN, timeout=EXPLAIN_TIMEOUT_MS) as explained:
+        card.locator("details.why summary").click()
+    assert len(explained.value.json()["images"]) == len(photos)
+    expect(card.locator("canvas.heatmap")).to_be_visible(timeout=EXPLAIN_TIMEOUT_MS)
+
+
+def test_a_photo_of_someone_else_is_named_and_can_be_removed(open_page: Any, screenshot: Any) -> None:
+    page = open_page(locale="ja-JP", viewport=PHONE, mobile=True, expected_errors=("status of 422",))
+    diagnoses = record_diagnoses(page)
+    diagnose(page, ASUKA[0])
+    page.set_input_files("#more-files", [str(ASUKA[1]), str(NOBODY)])
+    alert = page.locator("#more-error")
+    expect(alert).to_have_text(
+        "3枚目の写真は、ほかの写真と同じ人ではないようです。外すか、あなたの別の写真を追加してください。"
+    )
+    expect(alert).to_have_attribute("role", "alert")
+    expect(page.locator('.more-photo[data-photo="3"]')).to_have_class(re.compile(r"\bproblem\b"))
+    expect(page.locator(".face-card .from-photos")).to_have_count(0)  # the first photo's answer stays
+    expect(page.locator("#more-retry")).to_be_hidden()  # the same photos again would be refused again
+    full_height_screenshot(page, screenshot, "diagnose-more-photos-different-people-ja")
+    page.get_by_role("button", name="English").click()
+    expect(alert).to_have_text(
+        "Photo 3 doesn't seem to show the same person as the others. Remove it, or add another photo of you."
+    )
+
+    page.get_by_role("button", name="Remove photo 3").click()
+    expect(page.locator(".face-card .from-photos")).to_have_text("One answer from your 2 photos")
+    expect(alert).to_be_hidden()
+    expect(page.locator(".more-photo")).to_have_count(2)
+
+    # A photo without a face is named too; removing it brings back the answer shown, without asking again.
+    page.set_input_files("#more-files", str(FACES / "noface" / "04.jpg"))
+    expect(alert).to_have_text("We couldn't find a face in photo 3. Remove it, or add a clearer photo of you.")
+    page.get_by_role("button", name="日本語").click()
+    expect(alert).to_have_text(
+        "3枚目の写真に顔が見つかりませんでした。外すか、顔がはっきり写った写真を追加してください。"
+    )
+    asked = len(diagnoses)
+    page.get_by_role("button", name="3枚目の写真を外す").click()
+    expect(alert).to_be_hidden()
+    expect(page.locator(".face-card .from-photos")).to_have_text("2枚の写真をまとめた結果")
+    assert len(diagnoses) == asked
+
+    # More than max_photos in all: refused before anything is sent.
+    page.set_input_files("#more-files", [str(ASUKA_GALLERY)] * 4)
+    expect(alert).to_have_text("写真が多すぎます。まとめて診断できるのは、同じ人の写真5枚までです。")
+    expect(page.locator(".more-photo")).to_have_count(2)
+    assert len(diagnoses) == asked

@@ -1,6 +1,9 @@
-// The calibration chart of an index version: genuine scores (a member against their own photos) and impostor
-// scores (a member against everyone else) on one similarity axis, with the threshold that separates them.
-// Bars when the version stored histograms; otherwise the percentiles every version has, as box plots.
+// The calibration chart of an index version, one panel per threshold, each with its 90 % interval shaded:
+// - same person, on the similarity axis: genuine scores (a member against their own photos) and impostor scores (a
+//   member against everyone else), bars when the version stored histograms, else the percentiles every version
+//   has, as box plots;
+// - lookalike, on the lookalike-score axis: a member's own photos and the other members, scored as a stranger's
+//   face is. Versions built before the three verdicts have no such histogram and show the first panel only.
 import { h, live, liveAttr, num, s, tx } from "./admin-dom.js";
 import { t } from "./i18n.js";
 
@@ -9,42 +12,78 @@ const H = 220;
 const M = { left: 44, right: 14, top: 22, bottom: 30 };
 const SERIES = ["impostor", "genuine"]; // impostor first: the genuine bars are drawn over it where they meet
 
+const sum = (counts = []) => counts.reduce((a, b) => a + b, 0);
+
+// What each panel draws, from the version's calibration.
+function panels(c) {
+  const samePerson = {
+    axis: "similarity",
+    threshold: c.threshold,
+    interval: c.threshold_interval,
+    hist: c.histogram,
+    percentiles: c,
+    count: (name) => c[`n_${name}`] ?? 0,
+    label: () =>
+      t("chart_label", {
+        genuine: num(c.genuine?.p50 ?? 0, 2),
+        impostor: num(c.impostor?.p50 ?? 0, 2),
+        threshold: num(c.threshold, 3),
+      }),
+  };
+  const look = c.histogram?.lookalike;
+  if (!(look?.edges?.length > 1) || c.lookalike_threshold == null) return [samePerson];
+  const lookalike = {
+    axis: "lookalike",
+    threshold: c.lookalike_threshold,
+    interval: c.lookalike_interval,
+    hist: look,
+    count: (name) => sum(look[name]),
+    label: () =>
+      t("chart_label_lookalike", { impostor: num(c.lookalike?.p50 ?? 0, 2), threshold: num(c.lookalike_threshold, 3) }),
+  };
+  return [samePerson, lookalike];
+}
+
 export function calibrationChart(calibration) {
-  const hist = calibration.histogram;
-  const drawn = hist?.edges?.length > 1 ? histogram(calibration, hist) : boxPlots(calibration);
+  const drawn = panels(calibration).map((panel) => {
+    const chart = panel.hist?.edges?.length > 1 ? histogram(panel) : boxPlots(panel);
+    return { panel, ...chart };
+  });
   return h(
     "figure",
-    { class: "chart", dataset: { kind: drawn.kind } },
-    drawn.svg,
-    h(
-      "figcaption",
-      { class: "legend" },
-      SERIES.map((name) =>
-        h(
-          "span",
-          { class: `key ${name}` },
-          h("i", { "aria-hidden": "true" }),
-          live(() => t(`chart_${name}`, { n: num(calibration[`n_${name}`] ?? 0) })),
-        ),
-      ).reverse(),
-      h("span", { class: "key threshold" }, h("i", { "aria-hidden": "true" }), tx("chart_threshold")),
-      drawn.kind === "percentiles" ? h("span", { class: "muted" }, tx("chart_no_histogram")) : null,
+    { class: "chart", dataset: { kind: drawn[0].kind, panels: drawn.length } },
+    drawn.map(({ panel, kind, svg }) =>
+      h(
+        "div",
+        { class: "chart-panel", dataset: { axis: panel.axis } },
+        h("h3", { class: "panel-title" }, tx(`chart_panel_${panel.axis}`)),
+        svg,
+        legend(panel, kind),
+      ),
     ),
   );
 }
 
-function frame(lo, hi, calibration) {
+function legend(panel, kind) {
+  const key = (name, text) => h("span", { class: `key ${name}` }, h("i", { "aria-hidden": "true" }), text);
+  return h(
+    "p",
+    { class: "legend" },
+    SERIES.map((name) =>
+      key(name, live(() => t(`chart_${panel.axis}_${name}`, { n: num(panel.count(name)) }))),
+    ).reverse(),
+    key("threshold", tx(`chart_threshold_${panel.axis}`)),
+    panel.interval?.length === 2 ? key("interval", tx("chart_interval")) : null,
+    kind === "percentiles" ? h("span", { class: "muted" }, tx("chart_no_histogram")) : null,
+  );
+}
+
+function frame(lo, hi, panel) {
   const x = (v) => M.left + ((v - lo) / (hi - lo)) * (W - M.left - M.right);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "histogram", role: "img" });
-  liveAttr(svg, "aria-label", () =>
-    t("chart_label", {
-      genuine: num(calibration.genuine?.p50 ?? 0, 2),
-      impostor: num(calibration.impostor?.p50 ?? 0, 2),
-      threshold: num(calibration.threshold, 3),
-    }),
-  );
-  // x axis: ticks every 0.1 or 0.2 of similarity, whichever keeps them apart; counted in whole steps (adding 0.1
-  // up drifts) and -0 printed as 0.
+  liveAttr(svg, "aria-label", panel.label);
+  // x axis: ticks every 0.1 or 0.2, whichever keeps them apart; counted in whole steps (adding 0.1 up drifts) and
+  // -0 printed as 0.
   const step = hi - lo > 1 ? 0.2 : 0.1;
   const base = H - M.bottom;
   const axis = s("g", { class: "axis" }, s("line", { x1: M.left, x2: W - M.right, y1: base, y2: base }));
@@ -56,43 +95,68 @@ function frame(lo, hi, calibration) {
     );
   }
   const title = { x: W - M.right, y: H - 2, "text-anchor": "end", class: "axis-title" };
-  axis.append(s("text", title, tx("chart_similarity")));
+  axis.append(s("text", title, tx(`chart_axis_${panel.axis}`)));
   svg.append(axis);
   return { svg, x };
 }
 
-function thresholdMark(svg, x, threshold) {
-  const at = x(threshold);
+// The axis range: what the scores need, widened to hold the threshold and its interval.
+function span(lo, hi, panel) {
+  const marks = [panel.threshold, ...(panel.interval ?? [])];
+  return [Math.min(lo, ...marks), Math.max(hi, ...marks)];
+}
+
+// The threshold as a dashed line over its 90 % interval, shaded, drawn under the bars.
+function intervalBand(svg, x, panel) {
+  if (panel.interval?.length !== 2) return;
+  const [low, high] = panel.interval;
+  svg.append(
+    s(
+      "rect",
+      {
+        class: "interval",
+        x: x(low),
+        y: M.top - 6,
+        width: Math.max(2, x(high) - x(low)),
+        height: H - M.bottom - M.top + 6,
+      },
+      s("title", {}, live(() => t("chart_interval_range", { low: num(low, 3), high: num(high, 3) }))),
+    ),
+  );
+}
+
+function thresholdMark(svg, x, panel) {
+  const at = x(panel.threshold);
   // The label sits on whichever side of the line has room.
-  const right = at < W - M.right - 110;
+  const right = at < W - M.right - 130;
   svg.append(
     s(
       "g",
-      { class: "threshold" },
+      { class: "threshold", dataset: { axis: panel.axis } },
       s("line", { x1: at, x2: at, y1: M.top - 6, y2: H - M.bottom }),
       s(
         "text",
         { x: right ? at + 5 : at - 5, y: M.top, "text-anchor": right ? "start" : "end" },
-        live(() => t("chart_threshold_at", { value: num(threshold, 3) })),
+        live(() => t(`chart_threshold_${panel.axis}_at`, { value: num(panel.threshold, 3) })),
       ),
     ),
   );
 }
 
-function histogram(calibration, hist) {
+function histogram(panel) {
+  const { hist } = panel;
   const { edges } = hist;
   // Zoom on the bins that hold scores (and the threshold), one empty bin either side.
   const used = edges.slice(0, -1).map((_, i) => SERIES.some((name) => hist[name]?.[i] > 0));
   const first = Math.max(0, used.indexOf(true) - 1);
   const last = Math.min(edges.length - 1, used.lastIndexOf(true) + 2);
-  const lo = Math.min(edges[first], calibration.threshold);
-  const hi = Math.max(edges[last], calibration.threshold);
-  const { svg, x } = frame(lo, hi, calibration);
+  const [lo, hi] = span(edges[first], edges[last], panel);
+  const { svg, x } = frame(lo, hi, panel);
   // Shares, not counts: the two sets differ in size and their shapes are what matters.
   const shares = Object.fromEntries(
     SERIES.map((name) => {
       const counts = hist[name] ?? [];
-      const total = counts.reduce((a, b) => a + b, 0) || 1;
+      const total = sum(counts) || 1;
       return [name, counts.map((c) => c / total)];
     }),
   );
@@ -106,6 +170,7 @@ function histogram(calibration, hist) {
     );
   }
   svg.append(grid);
+  intervalBand(svg, x, panel);
   for (const name of SERIES) {
     const bars = s("g", { class: `bars ${name}` });
     shares[name].forEach((share, i) => {
@@ -122,18 +187,19 @@ function histogram(calibration, hist) {
     });
     svg.append(bars);
   }
-  thresholdMark(svg, x, calibration.threshold);
+  thresholdMark(svg, x, panel);
   return { kind: "histogram", svg };
 }
 
 // p1-p99 whiskers, p25-p75 boxes, the median as a line: what an old version without histograms still tells.
-function boxPlots(calibration) {
-  const values = SERIES.flatMap((name) => Object.values(calibration[name] ?? {}));
-  const lo = Math.max(-1, Math.min(...values, calibration.threshold) - 0.05);
-  const hi = Math.min(1, Math.max(...values, calibration.threshold) + 0.05);
-  const { svg, x } = frame(lo, hi, calibration);
+function boxPlots(panel) {
+  const c = panel.percentiles;
+  const values = SERIES.flatMap((name) => Object.values(c[name] ?? {}));
+  const [lo, hi] = span(Math.min(...values) - 0.05, Math.max(...values) + 0.05, panel);
+  const { svg, x } = frame(Math.max(-1, lo), Math.min(1, hi), panel);
+  intervalBand(svg, x, panel);
   SERIES.forEach((name, row) => {
-    const p = calibration[name];
+    const p = c[name];
     if (!p) return;
     const mid = M.top + 40 + row * 70;
     svg.append(
@@ -147,6 +213,6 @@ function boxPlots(calibration) {
       ),
     );
   });
-  thresholdMark(svg, x, calibration.threshold);
+  thresholdMark(svg, x, panel);
   return { kind: "percentiles", svg };
 }

@@ -179,3 +179,23 @@ export function groupPicker(id, groups, selected, route, allKey) {
   const labelNode = h("label", { for: id, class: "visually-hidden" }, tx("field_group"));
   return h("div", { class: "tools" }, labelNode, select);
 }
+
+// A canvas sharp on high-density screens, described for screen readers by describe() in the current language.
+export function sharpCanvas(width, height, describe) {
+  const dpr = window.devicePixelRatio || 1;
+  const node = h("canvas", { width: Math.round(width * dpr), height: Math.round(height * dpr), role: "img" });
+  node.style.width = `${width}px`;
+  node.style.height = `${height}px`;
+  liveAttr(node, "aria-label", describe);
+  const ctx = node.getContext("2d");
+  ctx.scale(dpr, dpr);
+  return [node, ctx];
+}
+
+// A whole photo (an ImageBitmap from bitmap()) scaled to fit maxPx x maxPx: [canvas, its context, the scale].
+export function wholePhoto(image, maxPx, describe) {
+  const scale = Math.min(maxPx / image.width, maxPx / image.height);
+  const [node, ctx] = sharpCanvas(image.width * scale, image.height * scale, describe);
+  ctx.drawImage(image, 0, 0, image.width * scale, image.height * scale);
+  return [node, ctx, scale];
+}

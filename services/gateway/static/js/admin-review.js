@@ -1,7 +1,7 @@
 // The review queue: photos curation could not decide on. Each shows the face it judged (cropped from the
 // photo) or, when the photo shows several faces, every face with its own approve button.
 import { api, bitmap } from "./admin-api.js";
-import { act, groupPicker, h, live, liveAttr, num, say, tx } from "./admin-dom.js";
+import { act, groupPicker, h, live, num, say, sharpCanvas, tx, wholePhoto } from "./admin-dom.js";
 import { jobCard, reasonText } from "./admin-jobs.js";
 import { t } from "./i18n.js";
 
@@ -120,22 +120,10 @@ async function drawPictures(box, item, decide) {
   box.replaceChildren(overview(image, faces), choices.length > 0 && h("ol", { class: "face-choices" }, choices));
 }
 
-// A canvas sharp on high-density screens, described for screen readers by describe() in the current language.
-function canvas(width, height, describe) {
-  const dpr = window.devicePixelRatio || 1;
-  const node = h("canvas", { width: Math.round(width * dpr), height: Math.round(height * dpr), role: "img" });
-  node.style.width = `${width}px`;
-  node.style.height = `${height}px`;
-  liveAttr(node, "aria-label", describe);
-  const ctx = node.getContext("2d");
-  ctx.scale(dpr, dpr);
-  return [node, ctx];
-}
-
 // A square around the face box with a margin; what falls outside the photo stays the card's grey.
 function crop(image, [x1, y1, x2, y2], px, describe) {
   const side = Math.max(x2 - x1, y2 - y1) * (1 + 2 * CROP_MARGIN);
-  const [node, ctx] = canvas(px, px, describe);
+  const [node, ctx] = sharpCanvas(px, px, describe);
   ctx.fillStyle = "#e7e9ee";
   ctx.fillRect(0, 0, px, px);
   const scale = px / side;
@@ -148,9 +136,7 @@ function crop(image, [x1, y1, x2, y2], px, describe) {
 
 // The whole photo, small, with numbered boxes when the admin has to pick a face.
 function overview(image, faces) {
-  const scale = Math.min(OVERVIEW_PX / image.width, OVERVIEW_PX / image.height);
-  const [node, ctx] = canvas(image.width * scale, image.height * scale, () => t("review_photo_alt"));
-  ctx.drawImage(image, 0, 0, image.width * scale, image.height * scale);
+  const [node, ctx, scale] = wholePhoto(image, OVERVIEW_PX, () => t("review_photo_alt"));
   ctx.lineWidth = 2;
   ctx.font = "bold 12px system-ui, sans-serif";
   for (const face of faces) {

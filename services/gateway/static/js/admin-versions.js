@@ -1,8 +1,12 @@
-// Index versions of a group, newest first, each with the calibration it was published with: the threshold,
-// how many genuine and impostor scores it rests on, and their distributions.
+// Index versions of a group, newest first, each with the calibration it was published with: the two thresholds
+// (same person, lookalike) with their 90 % intervals, how many genuine and impostor scores they rest on, their
+// distributions, and the suspected label errors the calibration set aside. Versions built before a field existed
+// show what they have.
 import { api } from "./admin-api.js";
 import { calibrationChart } from "./admin-chart.js";
 import { date, groupPicker, h, live, num, tx } from "./admin-dom.js";
+import { suspectPairs } from "./admin-suspects.js";
+import { t } from "./i18n.js";
 
 const PERCENTILES = ["p1", "p5", "p25", "p50", "p75", "p95", "p99"];
 
@@ -17,15 +21,37 @@ export async function renderVersions(view, { slug } = {}) {
     list,
   );
   if (!group) return list.replaceChildren(h("div", { class: "card empty" }, tx("groups_empty")));
-  const versions = await api(`/admin/groups/${encodeURIComponent(group.slug)}/versions`);
+  const base = `/admin/groups/${encodeURIComponent(group.slug)}`;
+  const versions = await api(`${base}/versions`);
+  // The suspect pairs name members by slug and id: their display names come from the group's member list.
+  const names = new Map();
+  if (versions.some((v) => v.suspect_pairs?.length)) {
+    for (const member of await api(`${base}/members`)) names.set(member.id, member.name);
+  }
   const empty = h("div", { class: "card empty" }, tx("versions_empty"));
-  list.replaceChildren(...(versions.length ? versions.map(versionCard) : [empty]));
+  const cards = versions.map((v, index) => versionCard(v, { open: index === 0 || v.active, group: group.slug, names }));
+  list.replaceChildren(...(versions.length ? cards : [empty]));
+}
+
+// A threshold with its 90 % interval under it, when the version has one.
+function threshold(value, interval, className) {
+  return [
+    h("span", { class: className }, live(() => num(value, 3))),
+    interval?.length === 2 &&
+      h(
+        "small",
+        { class: "interval" },
+        live(() => t("fig_interval", { low: num(interval[0], 3), high: num(interval[1], 3) })),
+      ),
+  ];
 }
 
 // The newest and the serving version show their charts; older ones keep them folded.
-function versionCard(v, index) {
+function versionCard(v, { open, group, names }) {
   const c = v.calibration ?? {};
-  const stat = (key, value) => h("div", {}, h("dt", {}, tx(key)), h("dd", {}, value));
+  const stat = (key, value, name) =>
+    h("div", { dataset: name && { figure: name } }, h("dt", {}, tx(key)), h("dd", {}, value));
+  const lookalike = v.lookalike_threshold ?? c.lookalike_threshold;
   return h(
     "article",
     { class: `card version${v.active ? " active" : ""}`, dataset: { versionId: v.id } },
@@ -39,18 +65,21 @@ function versionCard(v, index) {
     h(
       "dl",
       { class: "figures" },
-      stat("fig_threshold", h("span", { class: "threshold-value" }, live(() => num(v.threshold, 3)))),
+      stat("fig_threshold", threshold(v.threshold, v.threshold_interval, "threshold-value"), "same_person"),
+      lookalike != null &&
+        stat("fig_lookalike", threshold(lookalike, v.lookalike_interval, "lookalike-value"), "lookalike"),
       stat("fig_members", live(() => num(v.n_members))),
       stat("fig_faces", live(() => num(v.n_faces))),
       stat("fig_genuine", live(() => num(c.n_genuine ?? 0))),
-      stat("fig_impostor", live(() => num(c.n_impostor ?? 0))),
+      stat("fig_impostor", live(() => num(v.n_impostor ?? c.n_impostor ?? 0)), "impostor"),
       stat("fig_rejected", live(() => num(c.n_rejected ?? 0))),
       c.target_fmr != null && stat("fig_fmr", live(() => `${num(c.target_fmr * 100, 2)}%`)),
     ),
+    v.suspect_pairs?.length ? suspectPairs(v.suspect_pairs, { group, names }) : null,
     c.genuine || c.impostor
       ? h(
           "details",
-          { class: "calibration", open: index === 0 || v.active },
+          { class: "calibration", open },
           h("summary", {}, tx("versions_calibration")),
           calibrationChart(c),
           percentileTable(c),

@@ -1,18 +1,20 @@
 // The gateway's public API. Failures become ApiError carrying the API's stable error code ("network" when the
-// server could not be reached), which the page turns into a localized message.
+// server could not be reached), which the page turns into a localized message, and, when several photos were
+// sent, the number (1-based) of the photo the error is about.
 const POLL_MS = 1000;
 
 export class ApiError extends Error {
-  constructor(code, message) {
+  constructor(code, message, photo = null) {
     super(message);
     this.name = "ApiError";
     this.code = code;
+    this.photo = photo;
   }
 }
 
 function errorFrom(body) {
   const error = body && body.error;
-  return new ApiError(error?.code || "generic", error?.message || "the request failed");
+  return new ApiError(error?.code || "generic", error?.message || "the request failed", error?.photo ?? null);
 }
 
 const aborted = () => new DOMException("aborted", "AbortError");
@@ -31,7 +33,7 @@ async function getJson(url, signal) {
 
 export const loadGroups = () => getJson("/groups");
 export const loadMembers = () => getJson("/members");
-// {version, model_pack, stores_uploads, result_ttl_s, max_upload_bytes, explain_max_faces}
+// {version, model_pack, stores_uploads, result_ttl_s, max_upload_bytes, max_photos, explain_max_faces}
 export const loadAbout = () => getJson("/about");
 
 function sleep(ms, signal) {
@@ -56,9 +58,10 @@ async function followJob(location, signal) {
 }
 
 // POST /diagnose, with explain: POST /diagnose?explain=true (the same faces, each of the first
-// /about.explain_max_faces with its heatmap; seconds per face). XMLHttpRequest, not fetch: only it reports upload
-// progress. onProgress(fraction) runs while the photo uploads, onUploaded() once the server has it all.
-export function diagnose(file, { group, explain = false, signal, onProgress = () => {}, onUploaded = () => {} }) {
+// /about.explain_max_faces with its heatmap; seconds per face). `files`: one photo, or several of one person (one
+// `image` part each, in order: the answer is then about the person). XMLHttpRequest, not fetch: only it reports
+// upload progress. onProgress(fraction) runs while the photos upload, onUploaded() once the server has them all.
+export function diagnose(files, { group, explain = false, signal, onProgress = () => {}, onUploaded = () => {} }) {
   if (signal?.aborted) return Promise.reject(aborted());
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
@@ -77,7 +80,7 @@ export function diagnose(file, { group, explain = false, signal, onProgress = ()
     xhr.addEventListener("abort", () => reject(aborted()));
     signal?.addEventListener("abort", () => xhr.abort(), { once: true });
     const body = new FormData();
-    body.append("image", file);
+    for (const file of files) body.append("image", file);
     if (group) body.append("group", group);
     xhr.send(body);
   });

@@ -1,9 +1,11 @@
-// One face's result card: headline, the closest members with resemblance bars, the margin to the runner-up,
-// hints about the photo, the "Why?" heatmap and the download of the result image.
+// One face's result card: the verdict (same_person, lookalike or no_match) as a headline and a sentence, the
+// closest members with resemblance bars, the margin to the runner-up, hints about the photo, the "Why?" heatmap
+// and the download of the result image. An answer from several photos of one person says how many.
 import { el } from "./dom.js";
 import { renderWhy } from "./heatmap.js";
 import { t } from "./i18n.js";
 import { saveCard } from "./share.js";
+import { resembles } from "./verdict.js";
 
 const SHOWN_MATCHES = 3;
 const HINTS = new Set(["small_face", "blurred", "turned"]);
@@ -25,15 +27,20 @@ function memberRow(match, view) {
 }
 
 function headline(face, view) {
-  const best = face.matches[0];
-  if (face.verdict === "match") return t("headline_match", { name: view.name(best) });
+  if (resembles(face)) return t(`headline_${face.verdict}`, { name: view.name(face.matches[0]) });
   return t(view.oneGroup ? "headline_nobody" : "headline_nobody_gallery");
 }
 
-// The margin in resemblance points (what the bars show) and in raw similarity (what the API reports).
+// What the verdict means, in a sentence under the headline.
+function verdictNote(face, view) {
+  if (!resembles(face)) return el("p", { class: "verdict-note", text: t("nobody_kind") });
+  return el("p", { class: "verdict-note", text: t(`verdict_${face.verdict}`, { name: view.name(face.matches[0]) }) });
+}
+
+// The margin in resemblance points (what the bars show) and in ranking score (what the API reports).
 function margin(face, view) {
   const [best, runnerUp] = face.matches;
-  if (face.verdict !== "match" || !runnerUp || face.margin == null) return null;
+  if (!resembles(face) || !runnerUp || face.margin == null) return null;
   const points = Math.round(best.resemblance - runnerUp.resemblance);
   return el("p", {
     class: "margin",
@@ -41,9 +48,8 @@ function margin(face, view) {
   });
 }
 
-
 export function renderCard(face, index, view) {
-  const isMatch = face.verdict === "match";
+  const alike = resembles(face);
   const titleId = `${cardId(index)}-title`;
   const save = el("button", { type: "button", class: "button", text: t("save_card") });
   save.addEventListener("click", () => saveCard(face, index, view).catch(view.onError));
@@ -51,16 +57,18 @@ export function renderCard(face, index, view) {
   const parts = [
     el("header", { class: "face-card-header" }, [
       el("span", { class: "face-number", "aria-hidden": "true", text: String(index + 1) }),
-      el("div", {}, [
-        el("h3", { id: titleId, class: "face-title", text: t("face_n", { n: index + 1 }) }),
-        el("p", { class: "headline", text: headline(face, view) }),
-      ]),
+      el(
+        "div",
+        {},
+        [
+          el("h3", { id: titleId, class: "face-title", text: t("face_n", { n: index + 1 }) }),
+          el("p", { class: "headline", text: headline(face, view) }),
+          view.photoCount > 1 && el("p", { class: "from-photos", text: t("from_photos", { n: view.photoCount }) }),
+        ].filter(Boolean),
+      ),
     ]),
-    isMatch ? null : el("p", { class: "nobody", text: t("nobody_kind") }),
-    isMatch && face.same_person_likely
-      ? el("p", { class: "same-person", text: t("same_person", { name: view.name(face.matches[0]) }) })
-      : null,
-    el("h4", { class: "matches-title", text: t(isMatch ? "top_matches" : "closest_not_close") }),
+    verdictNote(face, view),
+    el("h4", { class: "matches-title", text: t(alike ? "top_matches" : "closest_not_close") }),
     el("ol", { class: "members" }, face.matches.slice(0, SHOWN_MATCHES).map((m) => memberRow(m, view))),
     margin(face, view),
     hints.length ? el("ul", { class: "hints" }, hints.map((w) => el("li", { text: t(`hint_${w}`) }))) : null,

@@ -1,7 +1,8 @@
 // The diagnose page: pick, shoot or drop a photo; it is uploaded with progress, then every face is boxed on the
 // photo and gets a card. A face's "Why?" heatmap is asked for only when one is opened: POST /diagnose?explain=true
-// takes seconds per face, so the first answer comes without it. Everything shown is rebuilt from `state` when the
-// language changes.
+// takes seconds per face, so the first answer comes without it. A one-face answer offers to add more photos of
+// that person: all of them are sent again together and their combined answer replaces it. Everything shown is
+// rebuilt from `state` when the language changes.
 import { ApiError, diagnose, loadAbout, loadGroups, loadMembers } from "./api.js";
 import { cardId, renderCard } from "./card.js";
 import { KNOWN_ERRORS, MESSAGES } from "./diagnose-messages.js";
@@ -10,6 +11,8 @@ import { renderBoxes } from "./faces.js";
 import { fillWhy } from "./heatmap.js";
 import { addMessages, locale, onLocaleChange, t, translate } from "./i18n.js";
 import { mountLocaleSwitch } from "./locale-switch.js";
+import { renderMorePhotos } from "./more-photos.js";
+import { resembles } from "./verdict.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -26,16 +29,28 @@ const ui = {
   boxes: $("boxes"),
   cards: $("cards"),
   privacy: $("privacy-text"),
+  more: {
+    panel: $("more-photos"),
+    title: $("more-title"),
+    lead: $("more-lead"),
+    tray: $("more-tray"),
+    status: $("more-status"),
+    error: $("more-error"),
+    retry: $("more-retry"),
+    input: $("more-files"),
+    count: $("more-count"),
+  },
 };
-// Until GET /about answers (or if it fails): the server's default.
+// Until GET /about answers (or if it fails): the server's defaults.
 const DEFAULT_EXPLAIN_MAX_FACES = 4;
+const DEFAULT_MAX_PHOTOS = 5;
 const state = {
   request: null, // the AbortController of the diagnosis in flight
   status: null, // [message key, vars]
   errorCode: null,
   group: "", // the group slug the result was asked for; "" = all
   result: null,
-  file: null, // the photo of `result`, kept for its explanation
+  files: [], // the photos of `result` (one, or several of one person), kept for its explanation
   // The explain=true answer for `result`, asked for when a "Why?" is first opened and shared by all its faces:
   // {answer, error} once settled. A new photo drops it; an error lets the next opening ask again.
   explain: null,
@@ -46,7 +61,14 @@ const state = {
   selected: null,
   members: new Map(), // id -> member, for the Japanese names in meta.name_ja
   groups: new Map(), // slug -> name
+  // Photos of the one person of a one-face answer: [{file, url}], the first photo first. They differ from `files`
+  // while a combined answer is on its way, or after one was refused (the photo it names can be removed).
+  photos: [],
+  combining: null, // the AbortController of the combined diagnosis in flight
+  more: { busy: false, status: null, error: null }, // error: {code, photo}
 };
+
+const maxPhotos = () => state.about?.max_photos ?? DEFAULT_MAX_PHOTOS;
 
 // ---------------------------------------------------------------- status and errors
 
@@ -58,7 +80,7 @@ function setStatus(key, vars = {}) {
 function showError(code) {
   state.errorCode = code;
   ui.error.hidden = !code;
-  ui.error.textContent = code ? t(`error_${KNOWN_ERRORS.has(code) ? code : "generic"}`) : "";
+  ui.error.textContent = code ? t(`error_${KNOWN_ERRORS.has(code) ? code : "generic"}`, { max: maxPhotos() }) : "";
 }
 
 // ---------------------------------------------------------------- the privacy notice
@@ -108,11 +130,15 @@ const view = {
   get image() {
     return state.result.image;
   },
+  get photoCount() {
+    return state.files.length;
+  },
   why: {
     // The first explain_max_faces faces are explained (the answer lists faces largest first), when drawable here.
     available(index) {
       const limit = state.about?.explain_max_faces ?? DEFAULT_EXPLAIN_MAX_FACES;
-      return Boolean(state.photo && state.file) && index < limit && state.result.faces[index].matches.length > 0;
+      const drawable = Boolean(state.photo && state.files.length);
+      return drawable && index < limit && state.result.faces[index].matches.length > 0;
     },
     isOpen: (index) => state.whyOpen.has(index),
     toggle(index, open) {
@@ -138,7 +164,7 @@ function explain() {
   const request = state.request; // aborted with the diagnosis when another photo comes
   const entry = { answer: null, error: null };
   state.explain = entry;
-  diagnose(state.file, { group: state.group, explain: true, signal: request.signal })
+  diagnose(state.files, { group: state.group, explain: true, signal: request.signal })
     .then(
       (answer) => {
         entry.answer = answer;
@@ -157,7 +183,7 @@ function explain() {
 const sameBox = (a, b) => a?.length === b?.length && a.every((v, i) => Math.abs(v - b[i]) <= 1);
 
 // What face `index`'s "Why?" shows: {status: "working" | "failed" (+ code) | "mismatch" | "done" (+ explanation,
-// name, isMatch)}. Faces are matched by position (the server is deterministic for the same bytes) and checked: the
+// name, alike)}. Faces are matched by position (the server is deterministic for the same bytes) and checked: the
 // same box, and an explanation towards the member the card names first. Anything else is not explained rather than
 // explained wrong.
 function whyState(index) {
@@ -173,7 +199,7 @@ function whyState(index) {
   if (!sameImage || !explanation || !best || explanation.member_id !== best.member_id || !sameBox(face.box, twin.box)) {
     return { status: "mismatch" };
   }
-  return { status: "done", explanation, name: view.name(best), isMatch: face.verdict === "match" };
+  return { status: "done", explanation, name: view.name(best), alike: resembles(face) };
 }
 
 function refreshWhys() {
@@ -203,11 +229,93 @@ function render() {
   cards.forEach((card, i) => card.addEventListener("click", () => select(i)));
   ui.cards.replaceChildren(...cards);
   if (state.selected !== null) select(state.selected);
+  renderMore();
+}
+
+// ---------------------------------------------------------------- more photos of the same person
+
+// Offered under a one-face answer; kept while an answer from several photos is shown.
+function renderMore() {
+  const { result } = state;
+  ui.more.panel.hidden = !result || (result.faces.length !== 1 && state.files.length < 2);
+  if (ui.more.panel.hidden) return;
+  const [face] = result.faces;
+  // A photo's box comes from the answer shown, when that answer was given for it.
+  const photos = state.photos.map(({ file, url }) => {
+    const i = state.files.indexOf(file);
+    const box = i < 0 ? null : (face.boxes?.[i] ?? (i === 0 ? face.box : null));
+    return { url, box, image: result.images?.[i] ?? result.image };
+  });
+  const model = { ...state.more, photos, max: maxPhotos(), verdict: face.verdict };
+  renderMorePhotos(ui.more, model, removePhoto);
+  ui.cards.classList.toggle("updating", state.more.busy);
+  ui.cards.setAttribute("aria-busy", String(state.more.busy));
+}
+
+function setMore(changes) {
+  Object.assign(state.more, changes);
+  renderMore();
+}
+
+function addPhotos(files) {
+  const all = [...state.photos.map((p) => p.file), ...files];
+  // Refused here rather than by the server after the upload: the same words as its 413s.
+  if (all.length > maxPhotos()) return setMore({ status: null, error: { code: "too_many_photos", photo: null } });
+  const limit = state.about?.max_upload_bytes;
+  if (limit && all.reduce((sum, f) => sum + f.size, 0) > limit) {
+    return setMore({ status: null, error: { code: "upload_too_large", photo: null } });
+  }
+  state.photos.push(...files.map((file) => ({ file, url: URL.createObjectURL(file) })));
+  combine();
+}
+
+function removePhoto(index) {
+  const [removed] = state.photos.splice(index, 1);
+  URL.revokeObjectURL(removed.url);
+  ui.more.title.focus(); // its button is gone (and the picker is off while the rest is sent)
+  const files = state.photos.map((p) => p.file);
+  // Back to the photos of the answer shown (the refused one removed): nothing to ask.
+  if (files.length === state.files.length && files.every((f, i) => f === state.files[i])) {
+    state.combining?.abort();
+    setMore({ busy: false, status: null, error: null });
+    return;
+  }
+  combine();
+}
+
+// Sends every photo of the tray together; their answer replaces the one shown. A refusal leaves the answer shown
+// as it was and says which photo it is about.
+async function combine() {
+  const files = state.photos.map((p) => p.file);
+  state.combining?.abort();
+  const request = new AbortController();
+  state.combining = request;
+  setMore({ busy: true, status: ["more_combining", { n: files.length }], error: null });
+  try {
+    const result = await diagnose(files, { group: state.group, signal: request.signal });
+    state.result = result;
+    state.files = files;
+    state.explain = null; // asked again, for these photos, when a "Why?" is opened
+    state.whyOpen.clear();
+    state.more.busy = false;
+    state.more.status = ["more_done", { n: files.length }];
+    render();
+  } catch (error) {
+    if (error.name === "AbortError") return;
+    if (!(error instanceof ApiError)) console.warn(error);
+    setMore({ busy: false, status: null, error: { code: error.code || "generic", photo: error.photo ?? null } });
+  }
 }
 
 function clearResults() {
   state.result = null;
-  state.file = null;
+  state.files = [];
+  state.combining?.abort();
+  for (const { url } of state.photos) URL.revokeObjectURL(url);
+  state.photos = [];
+  state.more = { busy: false, status: null, error: null };
+  ui.more.panel.hidden = true;
+  ui.cards.classList.remove("updating");
   state.explain = null;
   state.whyOpen.clear();
   state.selected = null;
@@ -264,7 +372,7 @@ async function run(file) {
   const shown = preview(file, request);
   state.group = ui.group.value;
   try {
-    const result = await diagnose(file, {
+    const result = await diagnose([file], {
       group: state.group,
       signal: request.signal,
       onProgress: (fraction) => {
@@ -277,7 +385,8 @@ async function run(file) {
     });
     await shown;
     state.result = result;
-    state.file = file;
+    state.files = [file];
+    state.photos = [{ file, url: URL.createObjectURL(file) }];
     ui.results.classList.remove("analysing");
     render();
     const n = result.faces.length;
@@ -344,6 +453,12 @@ onLocaleChange(() => {
 });
 ui.file.addEventListener("change", pick);
 ui.camera.addEventListener("change", pick);
+ui.more.input.addEventListener("change", (event) => {
+  const files = [...event.target.files];
+  event.target.value = ""; // the same photos picked again still fire "change"
+  if (files.length) addPhotos(files);
+});
+ui.more.retry.addEventListener("click", combine);
 bindDrop(ui.dropzone);
 fillGroups().catch(fail);
 fillAbout().catch((error) => console.warn("GET /about:", error)); // the notice keeps its general wording

@@ -50,7 +50,7 @@ function drawExplanation(canvas, explanation, photo, image) {
   ctx.drawImage(heatLayer(grid), 0, 0, grid[0].length * explanation.cell * s, grid.length * explanation.cell * s);
 }
 
-function figure(explanation, photo, image, name, isMatch) {
+function figure(explanation, photo, image, name, alike) {
   const canvas = el("canvas", {
     class: "heatmap",
     width: CANVAS_PX,
@@ -68,7 +68,7 @@ function figure(explanation, photo, image, name, isMatch) {
   });
   return el("figure", {}, [
     el("div", { class: "why-images" }, [canvas, memberPhoto]),
-    el("figcaption", { text: t(isMatch ? "why_caption" : "why_caption_nobody", { name }) }),
+    el("figcaption", { text: t(alike ? "why_caption" : "why_caption_nobody", { name }) }),
   ]);
 }
 
@@ -100,7 +100,7 @@ export function fillWhy(details, view) {
   body.setAttribute("aria-busy", String(why.status === "working"));
   const content = {
     working,
-    done: () => figure(why.explanation, view.photo, view.image, why.name, why.isMatch),
+    done: () => figure(why.explanation, view.photo, view.image, why.name, why.alike),
     failed: () => failed(why.code, view, details),
     mismatch: () => el("div", { class: "why-problem" }, [el("p", { text: t("why_mismatch") })]),
   }[why.status];

@@ -1,8 +1,9 @@
-// The result card as a PNG to keep or share: the face cropped from the user's photo beside the best member's
-// photo, the name and the resemblance, drawn on a canvas. Member photos are same-origin, so the canvas stays
-// exportable.
+// The result card as a PNG to keep or share: the face cropped from the user's (first) photo beside the best
+// member's photo, the name, the verdict and the resemblance, drawn on a canvas. Member photos are same-origin, so
+// the canvas stays exportable.
 import { el } from "./dom.js";
 import { t } from "./i18n.js";
+import { resembles } from "./verdict.js";
 
 const SIZE = 1080;
 const PINK = "#e4508f";
@@ -105,7 +106,7 @@ function bar(ctx, value, colour, y) {
   ctx.beginPath();
   ctx.roundRect(x, y, Math.max(26, (width * value) / 100), 26, 13);
   ctx.fill();
-  ctx.fillStyle = INK; // the 50 % match line, as on the page
+  ctx.fillStyle = INK; // the 50 % lookalike line, as on the page
   ctx.fillRect(x + width / 2 - 2, y - 8, 4, 42);
 }
 
@@ -124,7 +125,8 @@ async function drawCard(face, index, view) {
   ctx.fill();
 
   text(ctx, "lookalike", SIZE / 2, 150, { size: 52, weight: 800, colour: PINK });
-  text(ctx, t("face_n", { n: index + 1 }), SIZE / 2, 200, { size: 30, weight: 500, colour: MUTED });
+  const subtitle = view.photoCount > 1 ? t("card_from_photos", { n: view.photoCount }) : t("face_n", { n: index + 1 });
+  text(ctx, subtitle, SIZE / 2, 200, { size: 30, weight: 500, colour: MUTED });
 
   if (view.photo) drawCircle(ctx, view.photo, faceCrop(face, view.photo, view.image), LEFT_X, PHOTO_Y, PHOTO_R);
   else drawCircle(ctx, null, [], LEFT_X, PHOTO_Y, PHOTO_R);
@@ -136,9 +138,10 @@ async function drawCard(face, index, view) {
   text(ctx, t("card_you"), LEFT_X, PHOTO_Y + PHOTO_R + 70, { size: 40, maxWidth: 2 * PHOTO_R });
   text(ctx, name, RIGHT_X, PHOTO_Y + PHOTO_R + 70, { size: 40, maxWidth: 2 * PHOTO_R });
   const pct = best ? Math.round(best.resemblance) : 0;
-  if (face.verdict === "match") {
-    text(ctx, t("card_alike", { pct }), SIZE / 2, 830, { size: 76, weight: 800, colour: PINK });
-    bar(ctx, pct, PINK, 870);
+  if (resembles(face)) {
+    text(ctx, t(`card_${face.verdict}`), SIZE / 2, 810, { size: 72, weight: 800, colour: PINK });
+    text(ctx, t("card_alike", { pct }), SIZE / 2, 868, { size: 34, weight: 600, colour: INK });
+    bar(ctx, pct, PINK, 900);
   } else {
     text(ctx, t("card_unique"), SIZE / 2, 810, { size: 72, weight: 800, colour: LAVENDER });
     text(ctx, t("card_closest", { name, pct }), SIZE / 2, 868, { size: 34, weight: 500, colour: MUTED });
