@@ -12,7 +12,7 @@ import httpx
 T = TypeVar("T")
 FINISHED = {"done", "failed"}
 # The member's verdict word: `match` now, `same_person` or `lookalike` once the verdicts are split.
-MEMBER_VERDICTS = {"match", "same_person", "lookalike"}
+MEMBER_VERDICTS = {"same_person", "lookalike"}
 
 
 class Gateway:
