@@ -379,6 +379,28 @@ def test_large_jpeg_is_drafted_but_never_below_max_side(big_jpeg: bytes, max_sid
     assert np.abs(marker - (255, 0, 0)).max() < 20  # orientation applied after the draft
 
 
+@pytest.mark.parametrize(
+    ("max_side", "coarse_side", "factor"),
+    [(640, 480, 8), (640, 500, 8), (640, 501, 4), (1001, 480, 8), (2001, 501, 1), (2001, 480, 8)],
+)
+def test_coarse_side_takes_only_the_eighth_step(big_jpeg: bytes, max_side: int, coarse_side: int, factor: int) -> None:
+    # 4000 px: 1/8 keeps 500, so a coarse_side up to 500 takes it; otherwise max_side alone decides.
+    decoded = decode_image(big_jpeg, max_pixels=BIG, max_side=max_side, coarse_side=coarse_side)
+    assert decoded.scale == 1 / factor
+
+
+@pytest.mark.parametrize(("size", "factor"), [((1920, 1080), 2), ((1024, 768), 1), ((3839, 2000), 4)])
+def test_coarse_side_leaves_smaller_jpegs_at_max_side(size: tuple[int, int], factor: int) -> None:
+    # Below 8 x coarse_side the 1/2 and 1/4 steps stay where max_side puts them: they save little and cost detail.
+    data = encode(synthetic_photo(*size), "JPEG")
+    assert decode_image(data, max_pixels=BIG, max_side=640, coarse_side=480).scale == 1 / factor
+
+
+def test_coarse_side_needs_max_side(big_jpeg: bytes) -> None:
+    with pytest.raises(ValueError, match="coarse_side"):
+        decode_image(big_jpeg, max_pixels=BIG, coarse_side=480)
+
+
 def test_drafted_pixels_match_a_downscaled_full_decode(big_jpeg: bytes) -> None:
     full = decode_image(big_jpeg, max_pixels=BIG).rgb.astype(np.float64)
     drafted = decode_image(big_jpeg, max_pixels=BIG, max_side=640).rgb.astype(np.float64)

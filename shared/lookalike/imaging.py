@@ -176,15 +176,19 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) and value in _ORIENTATION_TRANSPOSE else 1
 
 
-def _draft_request(size: tuple[int, int], max_side: int) -> tuple[int, int] | None:
-    """The size to ask `draft` for so that the longest side stays >= max_side; None when no step fits.
+def _draft_request(size: tuple[int, int], max_side: int, coarse_side: int | None = None) -> tuple[int, int] | None:
+    """The size to ask `draft` for so that the longest side stays >= max_side (>= coarse_side where the 1/8 step
+    keeps that many); None when no step fits.
 
     draft picks the largest factor k in (8, 4, 2, 1) with k <= min(w // req_w, h // req_h), so asking 1
     for the short side lets the long side alone decide (scaling the short side too would round it up
     and cost a whole step for nothing).
     """
     width, height = size
-    if max(width, height) < 2 * max_side:  # libjpeg's smallest step is 1/2
+    longest = max(width, height)
+    if coarse_side is not None and longest // 8 >= coarse_side:
+        max_side = coarse_side
+    if longest < 2 * max_side:  # libjpeg's smallest step is 1/2
         return None
     return (max_side, 1) if width >= height else (1, max_side)
 
@@ -217,7 +221,9 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return out
 
 
-def _decode(img: Image.Image, fmt: ImageFormat, max_pixels: int, max_side: int | None) -> DecodedImage:
+def _decode(
+    img: Image.Image, fmt: ImageFormat, max_pixels: int, max_side: int | None, coarse_side: int | None
+) -> DecodedImage:
     width, height = img.size
     if width <= 0 or height <= 0:
         raise CorruptImage("The picture has no pixels.")
@@ -226,7 +232,7 @@ def _decode(img: Image.Image, fmt: ImageFormat, max_pixels: int, max_side: int |
     img.seek(0)  # animations: the first frame only
     reduction = 1
     if fmt is ImageFormat.JPEG and max_side is not None:
-        request = _draft_request((width, height), max_side)
+        request = _draft_request((width, height), max_side, coarse_side)
         drafted = img.draft("RGB", request) if request is not None else None
         if drafted is not None:
             # draft shrinks by an integer factor k (ceil rounding on the size); its box is (0, 0, w/k, h/k).
@@ -251,20 +257,26 @@ def _decode(img: Image.Image, fmt: ImageFormat, max_pixels: int, max_side: int |
     )
 
 
-def decode_image(data: bytes, *, max_pixels: int, max_side: int | None = None) -> DecodedImage:
+def decode_image(
+    data: bytes, *, max_pixels: int, max_side: int | None = None, coarse_side: int | None = None
+) -> DecodedImage:
     """Decode an uploaded picture to upright RGB.
 
     `max_pixels` caps width*height from the header, before decoding. With `max_side`, a JPEG larger than
     needed is decoded by libjpeg at 1/2, 1/4 or 1/8 scale, never below `max_side` on its longest side; the
     result is not resized further (the caller resizes for its detector) and `scale` says by how much it was
-    reduced. Other formats are decoded at full size.
+    reduced. With `coarse_side` too, a JPEG whose 1/8 step keeps `coarse_side` pixels on its longest side is
+    decoded at 1/8 (the step that pays: two thirds of the time of the 1/4 step on a 12 MP photo; smaller
+    steps save far less). Other formats are decoded at full size.
 
     Raises NotAnImage, UnsupportedImageType, ImageTooLarge or CorruptImage.
     """
     if max_pixels < 1:
         raise ValueError("max_pixels must be positive")
-    if max_side is not None and max_side < 1:
-        raise ValueError("max_side must be positive")
+    if (max_side is not None and max_side < 1) or (coarse_side is not None and coarse_side < 1):
+        raise ValueError("max_side and coarse_side must be positive")
+    if coarse_side is not None and max_side is None:
+        raise ValueError("coarse_side needs max_side")
     fmt = sniff_format(data)
     if fmt is ImageFormat.JPEG and (scans := data.count(b"\xff\xda")) > _MAX_JPEG_SCANS:
         raise CorruptImage(f"The JPEG picture has {scans} scans; at most {_MAX_JPEG_SCANS} are accepted.")
@@ -278,7 +290,7 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int | None = None) -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMAT[fmt]]) as img:
-                return _decode(img, fmt, max_pixels, max_side)
+                return _decode(img, fmt, max_pixels, max_side, coarse_side)
     except LookalikeError:
         raise
     except Image.DecompressionBombError as exc:

@@ -21,7 +21,7 @@ from lookalike.models.sessions import choose_providers
 from lookalike.pipeline import quality
 from lookalike.pipeline.aligner import ARCFACE_TEMPLATE, align, similarity_transform
 from lookalike.pipeline.batcher import EmbedBatcher
-from lookalike.pipeline.detector import FaceDetector, UInt8Image
+from lookalike.pipeline.detector import SMALL_FACE_PX, FaceDetector, UInt8Image
 from lookalike.pipeline.embedder import Embedder, FaceEmbedder
 from lookalike.pipeline.explain import CELL, occlusion_heatmap
 from lookalike.pipeline.person import combine, odd_one_out
@@ -31,6 +31,10 @@ from lookalike.schemas import DiagnoseResult, Explanation, FaceResult, ImageInfo
 # The 112 px aligned crop maps a face box's short side onto 75-84 of its pixels (5th-95th percentile on the test
 # photos): a box of 84 px or more is sampled at most one crop pixel per photo pixel, so more pixels add nothing.
 DETAIL_PX = 84
+# The first decode of a JPEG of 3840 px or more may stop this far below the detector's input (a 4000 px photo at 1/8
+# is 500 px, upscaled for the 640 pass): libjpeg's 1/8 step costs two thirds of its 1/4 one, and faces large enough
+# to need no large pass are found and placed the same (bench/cpu_per_photo.py's same-answers table).
+COARSE_SIDE = 0.75
 
 
 @dataclass(frozen=True)
@@ -137,24 +141,36 @@ class Pipeline:
     def read(self, data: bytes, *, timings: dict[str, float] | None = None) -> tuple[DecodedImage, list[AnalyzedFace]]:
         """Decode and analyze, decoding only as many pixels as the faces need.
 
-        A phone JPEG is first decoded by libjpeg at 1/2, 1/4 or 1/8 scale (no smaller than the detector's input):
-        a 12-megapixel photo then costs a quarter of its full decode. When a face found is too small there to
-        align without the photo's own detail, the photo is decoded again just finely enough and the faces found
-        are re-aligned and re-embedded from it (not detected again); when none is found, the whole analysis runs
-        again at full detail, where the large pass can find small faces.
+        A phone JPEG is first decoded by libjpeg at 1/2, 1/4 or 1/8 scale (no smaller than the detector's input, or
+        COARSE_SIDE of it at 1/8): a 12-megapixel photo becomes 500 px. Where that copy is smaller than the
+        detector's input and shows no face, or a face small enough to need the large pass, the photo is detected
+        again from a copy at least the detector's size. When a face found is too small to align without the
+        photo's own detail, the photo is decoded again just finely enough and the faces found are aligned and
+        embedded from it (not detected again); when none is found, the whole analysis runs again at full detail,
+        where the large pass can find small faces. Faces are embedded once, from the image they are aligned on.
         """
         t = time.perf_counter()
         s = self.settings
-        image = decode_image(data, max_pixels=s.max_pixels, max_side=s.det_size)
+        coarse = round(s.det_size * COARSE_SIDE)
+        image = decode_image(data, max_pixels=s.max_pixels, max_side=s.det_size, coarse_side=coarse)
         decode_s = time.perf_counter() - t
-        faces = self.analyze(image, timings=timings)
+        found = self.detect(image, timings=timings)
+        if (
+            image.scale < 1.0
+            and max(image.rgb.shape[:2]) < s.det_size
+            and (not found or _has_small(found, image, s.det_size))
+        ):
+            t = time.perf_counter()
+            image = decode_image(data, max_pixels=s.max_pixels, max_side=s.det_size)
+            decode_s += time.perf_counter() - t
+            found = self.detect(image, timings=timings)
         if image.scale < 1.0:
-            smallest = min((min(f.detection.width, f.detection.height) for f in faces), default=0.0)
-            if not faces:
+            smallest = min((min(d.width, d.height) for d in found), default=0.0)
+            if not found:
                 t = time.perf_counter()
                 image = self.decode(data)
                 decode_s += time.perf_counter() - t
-                faces = self.analyze(image, timings=timings)
+                found = self.detect(image, timings=timings)
             elif smallest * image.scale < DETAIL_PX:
                 # The coarsest libjpeg step (1/8, 1/4, 1/2, 1) that leaves the smallest face DETAIL_PX pixels.
                 step = next((k for k in (8, 4, 2) if smallest / k >= DETAIL_PX), 1)
@@ -162,45 +178,38 @@ class Pipeline:
                 longest = max(image.original_size)
                 image = decode_image(data, max_pixels=s.max_pixels, max_side=max(1, longest // step))
                 decode_s += time.perf_counter() - t
-                faces = self.realign(image, faces, timings=timings)
         if timings is not None:
             timings["decode"] = decode_s * 1000
-        return image, faces
+        return image, self.embed_found(image, found, timings=timings)
 
-    def realign(
-        self, image: DecodedImage, faces: Sequence[AnalyzedFace], *, timings: dict[str, float] | None = None
+    def detect(self, image: DecodedImage, *, timings: dict[str, float] | None = None) -> list[Detection]:
+        """Every face (at most max_faces, largest first), in the coordinates of the original photo."""
+        with self._sessions() as (detector, _):
+            t = time.perf_counter()
+            found = detector.detect(image.rgb)
+        found = sorted(found, key=lambda d: -d.width * d.height)[: self.settings.max_faces]
+        if timings is not None:
+            timings["detect"] = timings.get("detect", 0.0) + (time.perf_counter() - t) * 1000
+        back = 1.0 / image.scale
+        return [d.scaled(back) for d in found] if back != 1.0 else found
+
+    def embed_found(
+        self, image: DecodedImage, found: Sequence[Detection], *, timings: dict[str, float] | None = None
     ) -> list[AnalyzedFace]:
-        """`faces` (original-photo coordinates) aligned and embedded again from `image`."""
+        """`found` (original-photo coordinates) aligned on `image` and embedded."""
         t = time.perf_counter()
-        crops = [align(image.rgb, f.detection.landmarks * image.scale) for f in faces]
+        crops = [align(image.rgb, d.landmarks * image.scale) for d in found]
         t_align = time.perf_counter()
         with self._sessions() as (_, embedder):
             embeddings = embedder.embed(crops)
         if timings is not None:
             timings["align"] = timings.get("align", 0.0) + (t_align - t) * 1000
             timings["embed"] = timings.get("embed", 0.0) + (time.perf_counter() - t_align) * 1000
-        return [AnalyzedFace(f.detection, e, c) for f, e, c in zip(faces, embeddings, crops, strict=True)]
+        return [AnalyzedFace(d, e, c) for d, e, c in zip(found, embeddings, crops, strict=True)]
 
     def analyze(self, image: DecodedImage, *, timings: dict[str, float] | None = None) -> list[AnalyzedFace]:
         """Detect, align and embed every face (at most max_faces, largest first)."""
-        with self._sessions() as (detector, embedder):
-            t = time.perf_counter()
-            found = detector.detect(image.rgb)
-            found = sorted(found, key=lambda d: -d.width * d.height)[: self.settings.max_faces]
-            t_det = time.perf_counter()
-            crops = [align(image.rgb, d.landmarks) for d in found]
-            t_align = time.perf_counter()
-            embeddings = embedder.embed(crops)
-            t_embed = time.perf_counter()
-        if timings is not None:
-            timings["detect"] = (t_det - t) * 1000
-            timings["align"] = (t_align - t_det) * 1000
-            timings["embed"] = (t_embed - t_align) * 1000
-        back = 1.0 / image.scale
-        return [
-            AnalyzedFace(d.scaled(back) if back != 1.0 else d, e, c)
-            for d, e, c in zip(found, embeddings, crops, strict=True)
-        ]
+        return self.embed_found(image, self.detect(image, timings=timings), timings=timings)
 
     def embed_crops(self, crops: Sequence[UInt8Image]) -> FloatArray:
         return self.load()[1].embed(crops)
@@ -395,3 +404,10 @@ def face_result(
             for s in scores
         ],
     )
+
+
+def _has_small(found: Sequence[Detection], image: DecodedImage, det_size: int, margin: float = 1.25) -> bool:
+    """Whether a face (original-photo coordinates) is near the size at which the detector adds its large pass,
+    judged with the whole photo at det_size, with a margin for boxes placed on a coarse copy."""
+    primary = det_size / max(image.original_size)
+    return any(min(d.width, d.height) * primary < SMALL_FACE_PX * margin for d in found)
