@@ -317,3 +317,15 @@ def test_member_top_k_is_member_scores_row_by_row() -> None:
         assert dict(zip(m_ids.tolist(), m_scores.tolist(), strict=True)) == dict(
             zip(ids.tolist(), scores.tolist(), strict=True)
         )
+
+
+def test_member_top_k_sorts_few_rows_and_loops_over_many_to_the_same_numbers() -> None:
+    """A few rows take one sort, many rows a loop per member: identical sums, faces left out (-inf) included."""
+    emb, members = clustered(40, [1 + i % 7 for i in range(40)], spread=1.0, seed=14)
+    sims = emb @ emb.T
+    sims[np.random.default_rng(3).random(sims.shape) < 0.1] = -np.inf
+    sims[0, members == members[5]] = -np.inf  # a member with no face left in a row
+    looped = member_top_k(sims, members, k=3)
+    assert sims.size >= 100 * len(np.unique(members))  # the loop
+    for row, expected in zip(sims, looped, strict=True):
+        assert np.array_equal(member_top_k(row[None], members, k=3)[0], expected)  # the sort
