@@ -390,3 +390,16 @@ def test_serve_runs_several_processes_on_one_port(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=30)
     assert set(inspect(create_engine(f"sqlite:///{tmp_path / 'data' / 'lookalike.db'}")).get_table_names()) >= TABLES
+
+
+@pytest.mark.parametrize(
+    ("ort", "lone", "expected"),
+    [(1, 0, os.cpu_count() or 1), (1, 1, 1), (1, 3, 3), (4, 2, 4), (0, 2, 0)],
+)
+def test_serial_commands_give_their_sessions_the_lone_photos_threads(ort: int, lone: int, expected: int) -> None:
+    from lookalike.cli import serial_settings
+    from lookalike.config import Settings
+
+    settings = Settings(ort_threads=ort, lone_threads=lone)
+    assert serial_settings(settings).ort_threads == expected
+    assert serial_settings(settings).model_copy(update={"ort_threads": ort}) == settings  # nothing else changes

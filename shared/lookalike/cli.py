@@ -43,6 +43,16 @@ def fail(exc: LookalikeError) -> None:
     raise typer.Exit(2)
 
 
+def serial_settings(settings: Settings) -> Settings:
+    """Settings for a command that analyses one photo at a time in this process (ingest, reindex, diagnose, eval,
+    scrape): its ONNX Runtime sessions get the threads a lone photo gets in the service (lone_threads, 0: the CPU
+    count), not the one thread each of the service's concurrent workers keeps. ort_threads=0 (ORT decides) stays."""
+    if settings.ort_threads == 0:
+        return settings
+    threads = settings.lone_threads or os.cpu_count() or 1
+    return settings.model_copy(update={"ort_threads": max(settings.ort_threads, threads)})
+
+
 def _celery_worker(tasks_module: str, queue: str, concurrency: int, extra: list[str]) -> None:
     """Hand over to `celery worker` (exec: signals reach Celery directly, as in a container)."""
     import os
@@ -127,7 +137,7 @@ def load_demo() -> None:
     from lookalike.db.engine import session_scope
     from lookalike.db.migrate import ROOT, upgrade
 
-    settings = get_settings()
+    settings = serial_settings(get_settings())
     upgrade(settings.sqlalchemy_url)
     with session_scope(settings.sqlalchemy_url) as session:
         if repo.list_groups(session):
@@ -148,7 +158,7 @@ def ingest(
     from lookalike.ingest.local import ingest_folder, member_folders, photo_files
     from lookalike.pipeline.pipeline import Pipeline
 
-    settings = get_settings()
+    settings = serial_settings(get_settings())
     upgrade(settings.sqlalchemy_url)
     pipeline = Pipeline(settings)
     total = sum(len(photo_files(f)) for f in member_folders(directory))
@@ -179,7 +189,7 @@ def reindex(group: Annotated[str | None, typer.Option("--group", help="Only this
     from lookalike.models.packs import resolve_pack
     from lookalike.pipeline.pipeline import Pipeline
 
-    settings = get_settings()
+    settings = serial_settings(get_settings())
     pack = resolve_pack(settings.model_pack, model_root=settings.model_root, download=False).name
     # Models load only if the pack's reference crowd has not been embedded yet.
     embed = Pipeline(settings).embed_crops
@@ -237,7 +247,7 @@ def diagnose(
     from lookalike.db.migrate import upgrade
     from lookalike.runtime import build_context
 
-    settings = get_settings()
+    settings = serial_settings(get_settings())
     upgrade(settings.sqlalchemy_url)
     ctx = build_context(settings)
     try:
@@ -287,7 +297,7 @@ def evaluate(
     from lookalike.evaluation import identification, verification
     from lookalike.pipeline.pipeline import Pipeline
 
-    settings = get_settings()
+    settings = serial_settings(get_settings())
     pipeline = Pipeline(settings)
     with progress_bar("eval") as bar:
 
@@ -540,7 +550,7 @@ def scrape(
         params, scope = {"group": group}, f"group:{group}"
     else:
         params, scope = {"all": True}, "all"
-    settings = _admin_settings()
+    settings = serial_settings(_admin_settings())
     ctx = build_context(settings)
     job_id = new_job_id()
     try:
