@@ -26,8 +26,10 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    """One loaded buffalo_s pipeline for the whole run (models load once per process, as in the service)."""
-    pipe = Pipeline(make_settings(tmp_path_factory.mktemp("pipeline")))
+    """One loaded buffalo_s pipeline for the whole run (models load once per process, as in the service), with the
+    threads a lone photo gets in the service and the CLI (the CPU count): the suite analyses one photo at a time,
+    and its faces and embeddings are those of one thread (tests/pipeline/test_lone_threads.py)."""
+    pipe = Pipeline(make_settings(tmp_path_factory.mktemp("pipeline"), ort_threads=os.cpu_count() or 1))
     pipe.load()
     return pipe
 
