@@ -179,7 +179,7 @@ class Pipeline:
                 image = decode_image(data, max_pixels=s.max_pixels, max_side=max(1, longest // step))
                 decode_s += time.perf_counter() - t
         if timings is not None:
-            timings["decode"] = decode_s * 1000
+            timings["decode"] = timings.get("decode", 0.0) + decode_s * 1000  # summed over the photos of a request
         return image, self.embed_found(image, found, timings=timings)
 
     def detect(self, image: DecodedImage, *, timings: dict[str, float] | None = None) -> list[Detection]:
