@@ -46,7 +46,7 @@ from dist_harness import (
     start_redis,
     stop_postgres,
     stop_redis,
-    upscaled_jpeg,
+    upscaled_png,
     wait_for,
     worker_pid,
 )
@@ -85,11 +85,11 @@ def sigkill_child(cluster: Cluster, pid: int) -> None:
 
 
 def test_worker_killed_mid_job_loses_nothing(cluster: Cluster, reference: Reference) -> None:
-    photo = upscaled_jpeg(FACES / "probes" / "hori_miona" / "11.jpg", 2400)
+    photo = upscaled_png(FACES / "probes" / "hori_miona" / "11.jpg", 2400)
     started = time.monotonic()
     status, expected = reference(photo, None)
     assert status == "done"
-    print(f"\nslow photo: 2400x2400 JPEG, {len(photo)} bytes, embedded diagnose {time.monotonic() - started:.2f}s")
+    print(f"\nslow photo: 2400x2400 PNG, {len(photo)} bytes, embedded diagnose {time.monotonic() - started:.2f}s")
     payload = mark(photo, cluster.token())  # one input, sent 50 times
     since = datetime.now(UTC) - timedelta(seconds=1)
     masters = {w.name: w.pid for w in cluster.diagnose_workers}
