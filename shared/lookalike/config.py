@@ -5,6 +5,7 @@ The deployment mode follows from the URLs given: no broker URL means embedded (i
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -166,6 +167,11 @@ class Settings(BaseSettings):
     @property
     def distributed(self) -> bool:
         return bool(self.broker_url)
+
+    @property
+    def lone_thread_count(self) -> int:
+        """lone_threads, with 0 read as the CPU count."""
+        return self.lone_threads or os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

@@ -173,7 +173,8 @@ def _calibration_inputs(
     from lookalike.pipeline.aligner import align
     from lookalike.pipeline.detector import TIGHT_CROP_SIZE, FaceDetector, _shrink, _stride_multiple
 
-    detector = FaceDetector(base.detector, providers=["CPUExecutionProvider"], threads=1)
+    # The faces come from the fp32 detector, as the pipeline finds them; without them no session is needed.
+    detector = FaceDetector(base.detector, providers=["CPUExecutionProvider"], threads=1) if faces else None
     blobs: list[np.ndarray] = []
     crops: list[np.ndarray] = []
     for photo in photos:
@@ -184,7 +185,7 @@ def _calibration_inputs(
             fit = side / max(h, w)
             blobs.append(_detector_blob(small, (_stride_multiple(w * fit), _stride_multiple(h * fit))))
         blobs.append(_detector_blob(small, (TIGHT_CROP_SIZE, TIGHT_CROP_SIZE)))
-        for d in detector.detect(rgb) if faces else []:
+        for d in detector.detect(rgb) if detector is not None else []:
             crop = align(rgb, d.landmarks)
             crops += [_face_blob(crop), _face_blob(np.ascontiguousarray(crop[:, ::-1]))]
     return blobs, crops

@@ -230,8 +230,7 @@ class FaceDetector:
             found = self._detect_at(small, self.det_size, tight=(tight[0][above], tight[1][above]))
         if factor != 1.0:
             found = [d.scaled(1.0 / factor) for d in found]
-        scale_at_primary = min(1.0, self.det_size / longest)
-        if longest > self.det_size and any(min(d.width, d.height) * scale_at_primary < SMALL_FACE_PX for d in found):
+        if longest > self.det_size and needs_large_pass(found, longest, self.det_size):
             found = _merge(found, self._detect_at(rgb, min(self.large_size, longest)))
         return found
 
@@ -271,6 +270,13 @@ class FaceDetector:
                 best_score = top
                 best = [_translate(_apply_affine(d, inverse), -pad, -pad, w, h).scaled(1.0 / factor) for d in found]
         return best
+
+
+def needs_large_pass(found: Sequence[Detection], longest: float, det_size: int, margin: float = 1.0) -> bool:
+    """Whether a face (in a photo whose longest side is `longest`) spans under SMALL_FACE_PX (times `margin`) with
+    the photo at det_size, near SCRFD's smallest anchor: the rule for the large pass."""
+    scale = min(1.0, det_size / longest)
+    return any(min(d.width, d.height) * scale < SMALL_FACE_PX * margin for d in found)
 
 
 def _scale(candidates: Candidates, factor: float) -> Candidates:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +20,7 @@ from lookalike.models.sessions import choose_providers
 from lookalike.pipeline import quality
 from lookalike.pipeline.aligner import ARCFACE_TEMPLATE, align, similarity_transform
 from lookalike.pipeline.batcher import EmbedBatcher
-from lookalike.pipeline.detector import SMALL_FACE_PX, FaceDetector, UInt8Image
+from lookalike.pipeline.detector import FaceDetector, UInt8Image, needs_large_pass
 from lookalike.pipeline.embedder import Embedder, FaceEmbedder
 from lookalike.pipeline.explain import CELL, occlusion_heatmap
 from lookalike.pipeline.person import combine, odd_one_out
@@ -83,7 +82,7 @@ class Pipeline:
         s = self.settings
         if self.alone is None or not self._cpu_only or s.batch_wait_ms > 0:
             return 1
-        return s.lone_threads or os.cpu_count() or 1
+        return s.lone_thread_count
 
     def load(self) -> tuple[FaceDetector, Embedder]:
         if self._detector is None or self._embedder is None or (self.alone is not None and not self._wide_decided):
@@ -158,7 +157,8 @@ class Pipeline:
         if (
             image.scale < 1.0
             and max(image.rgb.shape[:2]) < s.det_size
-            and (not found or _has_small(found, image, s.det_size))
+            # A margin for boxes placed on the coarse copy.
+            and (not found or needs_large_pass(found, max(image.original_size), s.det_size, margin=1.25))
         ):
             t = time.perf_counter()
             image = decode_image(data, max_pixels=s.max_pixels, max_side=s.det_size)
@@ -404,10 +404,3 @@ def face_result(
             for s in scores
         ],
     )
-
-
-def _has_small(found: Sequence[Detection], image: DecodedImage, det_size: int, margin: float = 1.25) -> bool:
-    """Whether a face (original-photo coordinates) is near the size at which the detector adds its large pass,
-    judged with the whole photo at det_size, with a margin for boxes placed on a coarse copy."""
-    primary = det_size / max(image.original_size)
-    return any(min(d.width, d.height) * primary < SMALL_FACE_PX * margin for d in found)
