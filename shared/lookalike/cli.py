@@ -44,13 +44,13 @@ def fail(exc: LookalikeError) -> None:
 
 
 def serial_settings(settings: Settings) -> Settings:
-    """Settings for a command that analyses one photo at a time in this process (ingest, reindex, diagnose, eval,
-    scrape): its ONNX Runtime sessions get the threads a lone photo gets in the service (lone_threads, 0: the CPU
-    count), not the one thread each of the service's concurrent workers keeps. ort_threads=0 (ORT decides) stays."""
+    """Settings for a command that analyses one photo at a time in this process (ingest, reindex, diagnose): its
+    ONNX Runtime sessions get the threads a lone photo gets in the service (lone_threads, 0: the CPU count), not
+    the one thread each of the service's concurrent workers keeps. ort_threads=0 (ORT decides) stays. eval and
+    scrape analyse `workers` photos at once already, one thread each."""
     if settings.ort_threads == 0:
         return settings
-    threads = settings.lone_threads or os.cpu_count() or 1
-    return settings.model_copy(update={"ort_threads": max(settings.ort_threads, threads)})
+    return settings.model_copy(update={"ort_threads": max(settings.ort_threads, settings.lone_thread_count)})
 
 
 def _celery_worker(tasks_module: str, queue: str, concurrency: int, extra: list[str]) -> None:
@@ -297,7 +297,7 @@ def evaluate(
     from lookalike.evaluation import identification, verification
     from lookalike.pipeline.pipeline import Pipeline
 
-    settings = serial_settings(get_settings())
+    settings = get_settings()
     pipeline = Pipeline(settings)
     with progress_bar("eval") as bar:
 
@@ -550,7 +550,7 @@ def scrape(
         params, scope = {"group": group}, f"group:{group}"
     else:
         params, scope = {"all": True}, "all"
-    settings = serial_settings(_admin_settings())
+    settings = _admin_settings()
     ctx = build_context(settings)
     job_id = new_job_id()
     try:
