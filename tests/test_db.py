@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from lookalike.config import Settings
 from lookalike.db import repository as repo
 from lookalike.db.engine import get_engine, session_scope
-from lookalike.db.migrate import alembic_config, downgrade, upgrade
+from lookalike.db.migrate import HEAD, alembic_config, current_revision, downgrade, upgrade
 from lookalike.db.models import Base
 from lookalike.errors import NoFace, NotFound
 from lookalike.index.builder import reindex_group
@@ -98,6 +98,22 @@ def round_trip(url: str) -> None:
 
 
 # --------------------------------------------------------------------------- SQLite
+
+
+def test_the_pinned_head_is_alembics_head(tmp_path: Path) -> None:
+    """upgrade() skips Alembic for a database at migrate.HEAD: a new migration must move HEAD with it."""
+    from alembic.script import ScriptDirectory
+
+    url = Settings(data_dir=tmp_path / "data", database_url="").sqlalchemy_url
+    assert ScriptDirectory.from_config(alembic_config(url)).get_heads() == [HEAD]
+    assert current_revision(url) is None  # no file yet, and asking does not create one
+    assert not (tmp_path / "data" / "lookalike.db").exists()
+    upgrade(url, "0003")
+    assert current_revision(url) == "0003"
+    upgrade(url)  # one behind HEAD: Alembic runs
+    assert current_revision(url) == HEAD
+    check_at_head(url)
+    get_engine(url).dispose()
 
 
 def test_sqlite_migrations_round_trip(tmp_path: Path) -> None:
