@@ -6,6 +6,10 @@ bytes of a photo" (random bytes are rightly a 415) or "exactly one of member_id,
 status documented, every body valid against its documented schema, the documented content types and headers,
 invalid input refused, a 405 with its Allow header, auth enforced, and our own check (schemathesis_checks.py): no
 /admin request without the token gets a 2xx. MAX_EXAMPLES bounds each run to about a minute on 2 cores.
+
+The run without the token fuzzes with fewer examples: its public operations are the same in the run with the token
+(a token changes nothing there), and its /admin ones all answer 401, whatever they are sent; there, more examples
+only repeated the refusal (1,670 of its 1,914 4xx).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from test_api import Gateway, run_gateway
 
 TOKEN = "schemathesis-admin-token-" + "0123456789abcdef" * 2
 MAX_EXAMPLES = 50
+MAX_EXAMPLES_WITHOUT_TOKEN = 10
 CHECKS = Path(__file__).with_name("schemathesis_checks.py")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
@@ -44,7 +49,8 @@ def test_openapi_schema_holds(
 ) -> None:
     counts = tmp_path / "counts.json"
     command = [SCHEMATHESIS, "--config-file", str(CONFIG), "run", f"{api.base_url}/openapi.json", "--checks", "all"]
-    command += ["--exclude-checks", "positive_data_acceptance", "--max-examples", str(MAX_EXAMPLES)]
+    command += ["--exclude-checks", "positive_data_acceptance", "--max-examples"]
+    command += [str(MAX_EXAMPLES if with_token else MAX_EXAMPLES_WITHOUT_TOKEN)]
     command += ["--phases", "examples,coverage,fuzzing", "--no-color", "--workers", "1"]
     if with_token:
         command += ["--header", f"Authorization: Bearer {TOKEN}"]
