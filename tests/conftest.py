@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lookalike.cli import serial_settings
 from lookalike.config import Settings
 from lookalike.index.crowd import Crowd
 from lookalike.pipeline.pipeline import Pipeline
@@ -29,7 +30,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     """One loaded buffalo_s pipeline for the whole run (models load once per process, as in the service), with the
     threads a lone photo gets in the service and the CLI (the CPU count): the suite analyses one photo at a time,
     and its faces and embeddings are those of one thread (tests/pipeline/test_lone_threads.py)."""
-    pipe = Pipeline(make_settings(tmp_path_factory.mktemp("pipeline"), ort_threads=os.cpu_count() or 1))
+    pipe = Pipeline(serial_settings(make_settings(tmp_path_factory.mktemp("pipeline"))))
     pipe.load()
     return pipe
 

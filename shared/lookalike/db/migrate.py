@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 # The newest revision under migrations/versions (tests/test_db.py fails when it is not Alembic's head). Every process
-# start migrates; one already at HEAD skips Alembic, whose import and no-op run cost about 0.35 s a process.
+# start migrates; one already at HEAD skips Alembic, whose import and no-op run cost about 0.2 s a process.
 HEAD = "0004"
 
 
