@@ -14,15 +14,19 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
+import onnx
+import onnxruntime as ort
 import pytest
 from insightface.model_zoo.scrfd import SCRFD
 from PIL import Image
 
+from lookalike.errors import ModelUnavailable
 from lookalike.imaging import decode_image
 from lookalike.pipeline.aligner import align
-from lookalike.pipeline.detector import Candidates, FaceDetector, _Scrfd, _shrink
+from lookalike.pipeline.detector import FaceDetector, _shrink
 from lookalike.pipeline.embedder import FaceEmbedder
 from lookalike.pipeline.pipeline import Pipeline
+from lookalike.pipeline.scrfd import Candidates, Scrfd
 from lookalike.pipeline.types import Detection
 
 FACES = Path(__file__).resolve().parents[1] / "data" / "faces"
@@ -373,19 +377,34 @@ def box_iou(a: Detection, b: Detection) -> float:
     return inter / (a.width * a.height + b.width * b.height - inter)
 
 
-def test_lean_scrfd_finds_what_insightface_finds(pipeline: Pipeline) -> None:
-    """_Scrfd takes RGB and decodes only the anchors over the threshold: the same boxes, scores and landmarks as
-    insightface's own SCRFD given the BGR photo, on a portrait, a group and a crowd of tiles."""
+def test_scrfd_finds_what_insightface_finds(pipeline: Pipeline) -> None:
+    """Our SCRFD pass takes RGB and decodes only the anchors over the threshold: the same boxes, scores and
+    landmarks, after suppression, as insightface's own SCRFD given the BGR photo, on a portrait, a group and a crowd
+    of tiles."""
     plain = SCRFD(model_file=str(pipeline.pack.detector))
-    lean = _Scrfd(model_file=str(pipeline.pack.detector), static_shape_sessions=False)
+    ours = Scrfd(ort.InferenceSession(str(pipeline.pack.detector), providers=["CPUExecutionProvider"]))
     crowd = np.ascontiguousarray(np.tile(load_rgb("group/02.jpg"), (2, 2, 1)))
     for rgb in (load_rgb("probes/hori_miona/12.jpg"), load_rgb("group/07.jpg"), crowd):
         for size in [(640, 640), (640, 448), (128, 128)]:
             boxes, kps = plain.detect(np.ascontiguousarray(rgb[:, :, ::-1]), input_size=[size], det_thresh=0.3)
-            lean_boxes, lean_kps = lean.detect(rgb, input_size=[size], det_thresh=0.3)
+            found, landmarks = ours.candidates(rgb, size, 0.3)
+            keep = ours.suppress(found)
             assert len(boxes) > 0 or size == (128, 128)
-            np.testing.assert_allclose(lean_boxes, boxes, rtol=1e-5, atol=1e-3)
-            np.testing.assert_allclose(lean_kps, kps, rtol=1e-5, atol=1e-3)
+            np.testing.assert_allclose(found[keep], boxes, rtol=1e-5, atol=1e-3)
+            np.testing.assert_allclose(landmarks[keep], kps, rtol=1e-5, atol=1e-3)
+
+
+def test_a_detector_without_landmarks_is_refused(pipeline: Pipeline, tmp_path: Path) -> None:
+    """SCRFD graphs come with and without landmarks; one without cannot align a face, and says so on load."""
+    graph = onnx.load(str(pipeline.pack.detector))
+    kept = [o for o in graph.graph.output if "kps" not in o.name.lower()]
+    assert len(kept) == 6, [o.name for o in graph.graph.output]
+    del graph.graph.output[:]
+    graph.graph.output.extend(kept)
+    path = tmp_path / "no_landmarks.onnx"
+    onnx.save(graph, str(path))
+    with pytest.raises(ModelUnavailable, match="6 outputs; an SCRFD detector with landmarks has 9 or 15"):
+        Scrfd(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]))
 
 
 @pytest.mark.parametrize(

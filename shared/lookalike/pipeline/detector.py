@@ -1,4 +1,4 @@
-"""Face detection with insightface's SCRFD, plus the retries that find hard faces.
+"""Face detection with SCRFD (insightface's detector, pipeline/scrfd.py), plus the retries that find hard faces.
 
 SCRFD sees the photo at two scales: 640 for ordinary photos and 128 for tight crops where the face fills the
 frame. When a photo shows only small faces (a crowd), a larger pass finds the ones 640 pixels cannot resolve.
@@ -21,15 +21,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import numpy.typing as npt
-from insightface.model_zoo.scrfd import SCRFD, distance2bbox, distance2kps
 
 from lookalike.models.sessions import create_session
+from lookalike.pipeline.scrfd import Candidates, Scrfd, UInt8Image
 from lookalike.pipeline.types import Detection, FloatArray
-
-UInt8Image = npt.NDArray[np.uint8]
-# One SCRFD pass's candidates before suppression: (n, 5) boxes with their scores, (n, 5, 2) landmarks.
-Candidates = tuple[FloatArray, FloatArray]
 
 TIGHT_CROP_SIZE = 128
 SCRFD_STRIDE = 32
@@ -55,46 +50,6 @@ ORIENTATION_CONTEXT = 2.0
 ORIENTATION_CROP_PX = 160
 
 
-class _Scrfd(SCRFD):  # type: ignore[misc]  # insightface ships no type hints
-    """insightface's SCRFD, fed RGB, decoding only the anchors that pass the threshold: the same detections for
-    less work (insightface decodes all 33,600 anchors of a 640 input, then keeps a handful)."""
-
-    def _prepare_input_blob(self, img: UInt8Image, input_size: tuple[int, int]) -> FloatArray:
-        # RGB in, so no channel swap (insightface takes BGR and swaps it back to RGB here).
-        mean = (self.input_mean, self.input_mean, self.input_mean)
-        blob = cv2.dnn.blobFromImage(img, 1.0 / self.input_std, input_size, mean, swapRB=False)
-        return np.asarray(blob, dtype=np.float32)
-
-    def forward(self, img: UInt8Image, threshold: float) -> tuple[list[FloatArray], list[FloatArray], list[FloatArray]]:
-        input_size = (img.shape[1], img.shape[0])
-        blob = self._prepare_input_blob(img, input_size)
-        outs = self._session_for_input_size(input_size).run(self.output_names, {self.input_name: blob})
-        scores_list, boxes_list, kps_list = [], [], []
-        for idx, stride in enumerate(self._feat_stride_fpn):
-            # Batched graphs (buffalo_s) put the image first; others have no batch axis.
-            scores, boxes, kps = (outs[idx + k * self.fmc] for k in range(3))
-            if self.batched:
-                scores, boxes, kps = scores[0], boxes[0], kps[0]
-            keep = np.where(scores >= threshold)[0]
-            centers = self._anchor_centers(img.shape[0] // stride, img.shape[1] // stride, stride)[keep]
-            scores_list.append(scores[keep])
-            boxes_list.append(distance2bbox(centers, boxes[keep] * stride))
-            kps_list.append(distance2kps(centers, kps[keep] * stride).reshape((len(keep), kps.shape[1] // 2, 2)))
-        return scores_list, boxes_list, kps_list
-
-    def _anchor_centers(self, height: int, width: int, stride: int) -> FloatArray:
-        key = (height, width, stride)
-        centers: FloatArray | None = self.center_cache.get(key)
-        if centers is None:
-            xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-            grid = np.stack([xs, ys], axis=-1)
-            centers = np.repeat((grid * stride).reshape((-1, 2)), self._num_anchors, axis=0)
-            # Input shapes follow the photos' shapes: keep the cache bounded, as insightface does.
-            if len(self.center_cache) < 100:
-                self.center_cache[key] = centers
-        return centers
-
-
 class FaceDetector:
     def __init__(
         self,
@@ -107,11 +62,9 @@ class FaceDetector:
         quick_size: int = 320,
         threshold: float = 0.5,
     ) -> None:
-        session = create_session(model_path, providers=providers, threads=threads)
         # One session for every input shape: inputs follow each picture's shape, and a static-shape session per
         # shape (insightface's default) would hold an arena of its own for each.
-        self._scrfd = _Scrfd(model_file=str(model_path), session=session, static_shape_sessions=False)
-        self._scrfd.nms_thresh = 0.4
+        self._scrfd = Scrfd(create_session(model_path, providers=providers, threads=threads), nms_threshold=0.4)
         self.det_size = det_size
         self.large_size = large_size
         # 0 (or det_size and above): no quick pass.
@@ -176,9 +129,7 @@ class FaceDetector:
 
     def _candidates(self, rgb: UInt8Image, size: tuple[int, int], threshold: float) -> Candidates:
         """One SCRFD pass: every box scoring `threshold` or more (before suppression), best first."""
-        # Thread-safe: ORT sessions run concurrently, and the anchor cache only ever gains identical entries.
-        boxes, kps = self._scrfd._detect_candidates(rgb, size, threshold)
-        return np.asarray(boxes, dtype=np.float32), np.asarray(kps, dtype=np.float32).reshape((-1, 5, 2))
+        return self._scrfd.candidates(rgb, size, threshold)
 
     def _select(self, passes: list[Candidates]) -> list[Detection]:
         """The faces of several passes: their candidates pooled and suppressed as insightface's SCRFD.detect does."""
@@ -186,7 +137,7 @@ class FaceDetector:
         kps = np.vstack([k for _, k in passes])
         order = np.argsort(-boxes[:, 4], kind="stable")
         boxes, kps = boxes[order], kps[order]
-        keep = self._scrfd.nms(boxes) if len(boxes) else []
+        keep = self._scrfd.suppress(boxes) if len(boxes) else []
         return [
             Detection(
                 box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])),

@@ -20,10 +20,11 @@ from lookalike.models.sessions import choose_providers
 from lookalike.pipeline import quality
 from lookalike.pipeline.aligner import ARCFACE_TEMPLATE, align, similarity_transform
 from lookalike.pipeline.batcher import EmbedBatcher
-from lookalike.pipeline.detector import FaceDetector, UInt8Image, needs_large_pass
+from lookalike.pipeline.detector import FaceDetector, needs_large_pass
 from lookalike.pipeline.embedder import Embedder, FaceEmbedder
 from lookalike.pipeline.explain import CELL, occlusion_heatmap
 from lookalike.pipeline.person import combine, odd_one_out
+from lookalike.pipeline.scrfd import UInt8Image
 from lookalike.pipeline.types import Detection, FloatArray, main_face
 from lookalike.schemas import DiagnoseResult, Explanation, FaceResult, ImageInfo, MemberMatch, Thresholds
 
