@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -399,6 +400,26 @@ def test_text_is_not_an_image(client: httpx.Client) -> None:
     # The declared name and type say JPEG; only the bytes count.
     data = b"this is plain text, not a picture\n" * 20
     assert_error(post_image(client, data, filename="photo.jpg"), 415, "not_an_image")
+
+
+def test_what_is_no_picture_is_refused_before_a_job_is_made(client: httpx.Client, gateway: Gateway) -> None:
+    """Async too: a 415 at once, not a 202 for a job that can only fail (schemathesis found the 202); several photos
+    name the one at fault, as the worker does."""
+    db = gateway.data_dir / "lookalike.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        jobs_before = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    text = b"[1, 2]"
+    response = client.post("/diagnose", files={"image": ("image", text)}, params={"async": "true"})
+    assert_error(response, 415, "not_an_image")
+    gif = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(gif, "GIF")
+    photos = [("image", ("a.jpg", read("probes/hori_miona/12.jpg"))), ("image", ("b.gif", gif.getvalue()))]
+    error = assert_error(
+        client.post("/diagnose", files=photos, params={"async": "true"}), 415, "unsupported_image_type"
+    )
+    assert error["photo"] == 2 and error["message"].startswith("photo 2 of 2: GIF"), error
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == jobs_before
 
 
 def test_empty_upload_is_not_an_image(client: httpx.Client) -> None:
