@@ -47,7 +47,7 @@ class Scrfd:
         self._centers: dict[tuple[int, int, int], FloatArray] = {}
 
     def candidates(self, rgb: UInt8Image, input_size: tuple[int, int], threshold: float) -> Candidates:
-        """Every box scoring `threshold` or more in `rgb` scaled into a `input_size` (width, height) input, top-left
+        """Every box scoring `threshold` or more in `rgb` scaled into an `input_size` (width, height) input, top-left
         and letterboxed: boxes and landmarks in `rgb` coordinates, best first."""
         # Thread-safe: ORT sessions run concurrently, and the anchor cache only ever gains identical entries.
         im_ratio = float(rgb.shape[0]) / rgb.shape[1]
