@@ -24,6 +24,10 @@ class LookalikeError(Exception):
         if status is not None:
             self.status = status
 
+    def about_photo(self, number: int, count: int) -> None:
+        """Name the photo (1-based, of `count` sent together) this error is about, in the message and in `photo`."""
+        self.message, self.photo = f"photo {number} of {count}: {self.message}", number
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.photo is not None:

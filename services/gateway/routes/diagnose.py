@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from lookalike.config import MAX_PHOTOS_CAP
-from lookalike.errors import LookalikeError, NotAnImage, UploadTooLarge
+from lookalike.errors import ImageError, LookalikeError, NotAnImage, UploadTooLarge
 from lookalike.imaging import sniff_format
 from lookalike.jobs.functions import pack_photos
 from lookalike.jobs.state import JobState
@@ -101,14 +101,15 @@ async def diagnose(
         if not data:
             where = f"photo {number}" if len(image) > 1 else "the image field"
             raise NotAnImage(f"{where} is empty", photo=number if len(image) > 1 else None)
+    # Each photo's magic bytes, before a job is made: what is no picture gets its 415 in both modes, as the worker's
+    # decoder would give it, instead of a 202 and a job that can only fail. A loop of its own, after the sizes, so
+    # that a body over the byte cap is refused 413 before anything in it is looked at.
     for number, data in enumerate(photos, start=1):
-        # Its magic bytes, before a job is made: what is no picture gets its 415 in both modes, as the worker's
-        # decoder would give it, instead of a 202 and a job that can only fail.
         try:
             sniff_format(data)
-        except LookalikeError as exc:
-            if len(photos) > 1:  # as Pipeline.read_person names the photo
-                exc.message, exc.photo = f"photo {number} of {len(photos)}: {exc.message}", number
+        except ImageError as exc:
+            if len(photos) > 1:
+                exc.about_photo(number, len(photos))
             raise
     data, sizes = pack_photos(photos)
     params: dict[str, Any] = {"group": group}

@@ -240,7 +240,7 @@ class Pipeline:
             try:
                 image, faces = self.read(data, timings=timings)
             except LookalikeError as exc:
-                exc.message, exc.photo = f"{where}: {exc.message}", number
+                exc.about_photo(number, len(photos))
                 raise
             if not faces:
                 raise NoFace(f"no face was found in {where}", photo=number)
