@@ -10,8 +10,10 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "lookalike needs Python 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	# venv seeds setuptools 65.5, which has known vulnerabilities (make audit)
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools uv
+	# uv installs what pip would (same versions) in half the time, 29 s against 63 s on 2 cores, most of it writing
+	# bytecode, which pip writes too: every fresh clone, so every CI run, pays it. The venv keeps pip for pip-audit.
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	# Bytecode for the package's own modules, as pip writes it for every package it installs but an editable one:
 	# where PYTHONDONTWRITEBYTECODE is set, every gateway, worker and CLI start would compile them anew (0.1 s).
 	$(BIN)/python -m compileall -q shared services migrations
