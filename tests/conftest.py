@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "faces"
 DEMO = REPO / "demo" / "gallery"
 DEMO_GROUP = "sakamichi"
+pytest_plugins = ["workers"]  # how the tests share two xdist workers
+
 POSTGRES_URL = os.environ.get("LOOKALIKE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -34,6 +34,7 @@ def diagnose_rows(db: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM jobs WHERE kind = 'diagnose'").fetchone()[0])
 
 
+@pytest.mark.alone
 def test_nothing_of_the_uploads_remains(
     demo_data_dir: Path,
     tmp_path: Path,

@@ -51,6 +51,7 @@ def cluster(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     )
 
 
+@pytest.mark.alone
 def test_nothing_of_the_uploads_remains(
     cluster: Cluster,
     stack: Stack,

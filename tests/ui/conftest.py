@@ -24,7 +24,9 @@ ADMIN_TOKEN = secrets.token_hex(16)
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in the dev extras)")
 
 
-@pytest.fixture(scope="session")
+# The package, not the session: Playwright's sync API runs an event loop on the main thread while it is open,
+# and later tests of the same process call asyncio.run (tests/test_db.py).
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     """Headless Chromium. Missing: skipped on a user's machine, a failure under CI=true."""
     if not Path(CHROMIUM).is_file():
