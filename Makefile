@@ -11,8 +11,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# venv seeds setuptools 65.5, which has known vulnerabilities (make audit)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools uv
-	# uv installs what pip would (same versions) in half the time, 29 s against 63 s on 2 cores, most of it writing
-	# bytecode, which pip writes too: every fresh clone, so every CI run, pays it. The venv keeps pip for pip-audit.
+	# uv installs what pip would (same versions, bytecode too) in half the time (docs/development.md): every fresh
+	# clone, so every CI run, pays it. The venv keeps pip for pip-audit.
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	# Bytecode for the package's own modules, as pip writes it for every package it installs but an editable one:
 	# where PYTHONDONTWRITEBYTECODE is set, every gateway, worker and CLI start would compile them anew (0.1 s).
@@ -25,7 +25,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lookalike serve --demo
 
-# Two workers fill the time tests spend waiting on their servers (tests/workers.py): 9 -> 7 min on 2 cores.
+# Two workers fill the time tests spend waiting on their servers (tests/workers.py, docs/development.md).
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2
 
